@@ -1,0 +1,60 @@
+"""`svdd.sample`: one call to run any method with any model and reward."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import torch
+
+from .engine import Engine
+from .methods import Method, get_method
+from .models.base import check_model
+from .result import SampleResult
+from .rewards import as_reward
+
+
+def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
+           max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, **method_options) -> SampleResult:
+    """Draw ``num_samples`` reward-guided samples.
+
+    Args:
+        model: a `svdd.DiffusionModel` (e.g. `GaussianDiffusion`, `MaskedDiffusion`, or your own).
+        reward: callable from a batch of clean samples to a 1-D float tensor (black box allowed).
+        method: a name ('pretrained', 'best-of-n', 'svdd', 'smc', 'svdd-r', 'dps') or a method config object;
+            ``method_options`` (M, alpha, value, ...) build the config when a name is given.
+        seed: the run is reproducible from (config, seed), whatever ``max_batch``.
+        max_batch: most rows per network / reward call; bounds peak memory.
+        return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
+        progress: show a progress bar (default: when stderr is a terminal).
+    """
+    check_model(model)
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    if isinstance(method, str):
+        method = get_method(method, **method_options)
+    elif method_options:
+        raise TypeError(f"options {sorted(method_options)} given with a method object; set them on the object instead")
+    if not isinstance(method, Method):
+        raise TypeError(f"method must be a name or a svdd method config, got {type(method).__name__}")
+    reward = as_reward(reward)
+    method.check(model, reward)
+    if progress is None:
+        import sys
+        progress = sys.stderr.isatty()
+    engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress)
+    engine.return_x0 = return_x0
+    samples, rewards, diag, x0s = method.run(engine, num_samples)
+    cost = engine.finish(num_samples)
+    f = engine.failures
+    if f.failed_rewards:
+        msg = f"reward {reward.name!r} failed (raised or NaN) for {f.failed_rewards} evaluated samples; their value was −inf"
+        if f.all_candidates_failed or sum(diag.all_failed):
+            msg += f"; at {sum(diag.all_failed)} (step, sample) pairs EVERY candidate failed and the first one was kept"
+        if f.first_error:
+            msg += f" (first error: {f.first_error})"
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    config = {"method": method.to_dict(), "model": type(model).__name__, "num_steps": model.num_steps,
+              "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch}
+    return SampleResult(samples=samples, rewards=rewards.double(), diagnostics=diag, cost=cost, config=config,
+                        x0_estimates=x0s)

@@ -1,0 +1,135 @@
+"""The evaluation engine shared by every method: batched, chunked, de-duplicated and counted network and reward calls.
+
+Every expensive call goes through `Engine`: rows are split into chunks of at most ``max_batch`` (peak memory is set
+by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once, and every row is counted.
+Randomness comes from three generators seeded from one seed -- transitions, selection/resampling, value estimation --
+so that e.g. SVDD with M = 1 walks the same path as plain sampling whatever its selection rule draws.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from .models.base import Tensor
+from .rewards import Reward, check_output
+
+SEED_OFFSETS = {"model": 0, "select": 0x5E1EC7, "value": 0x7A1E}
+
+
+@dataclass
+class Cost:
+    """Cost counters of one run (totals over all samples; see ``per_sample``)."""
+
+    network_evals: int = 0
+    reward_evals: int = 0
+    value_evals: int = 0
+    gradient_evals: int = 0
+    wall_seconds: float = 0.0
+    num_samples: int = 1
+
+    def per_sample(self) -> dict[str, float]:
+        n = max(self.num_samples, 1)
+        return {"network_evals": self.network_evals / n, "reward_evals": self.reward_evals / n,
+                "value_evals": self.value_evals / n, "gradient_evals": self.gradient_evals / n,
+                "wall_seconds": self.wall_seconds / n}
+
+
+@dataclass
+class Failures:
+    """Reward failures: candidates whose reward raised or was NaN get value −inf; the run goes on and counts them."""
+
+    failed_rewards: int = 0
+    all_candidates_failed: int = 0  # (step, sample) pairs where every candidate failed
+    first_error: str | None = None
+    _any_success: bool = field(default=False, repr=False)
+
+
+def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Distinct rows of ``x`` and the inverse index (rows of x = uniq[inverse])."""
+    uniq, inverse = torch.unique(x.reshape(x.shape[0], -1), dim=0, return_inverse=True)
+    return uniq.reshape(-1, *x.shape[1:]), inverse
+
+
+class Engine:
+    def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False):
+        if not isinstance(max_batch, int) or max_batch < 1:
+            raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+        self.model = model
+        self.reward = reward
+        self.max_batch = max_batch
+        self.progress = progress
+        self.seed = int(seed)
+        self.cost = Cost()
+        self.failures = Failures()
+        device = getattr(model, "device", "cpu")
+        self.gen = {k: torch.Generator(device=device).manual_seed(self.seed + off) for k, off in SEED_OFFSETS.items()}
+        self._t0 = time.perf_counter()
+
+    @property
+    def discrete(self) -> bool:
+        return bool(getattr(self.model, "discrete", False))
+
+    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, dedup: bool) -> tuple[Tensor, int]:
+        """Apply ``fn`` to the rows of x in chunks of max_batch (distinct rows only when ``dedup``)."""
+        inverse = None
+        if dedup and self.discrete and x.shape[0] > 1:
+            x, inverse = unique_rows(x)
+        outs = [fn(x[a:a + self.max_batch]) for a in range(0, x.shape[0], self.max_batch)]
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return (out if inverse is None else out[inverse]), x.shape[0]
+
+    def predict(self, x: Tensor, i: int) -> Tensor:
+        with torch.no_grad():
+            out, rows = self._map(lambda c: self.model.predict(c, i), x, dedup=True)
+        self.cost.network_evals += rows
+        return out
+
+    def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        with torch.no_grad():
+            out, rows = self._map(fn, x, dedup=True)
+        self.cost.value_evals += rows
+        return out.double()
+
+    def rewards(self, x0: Tensor) -> Tensor:
+        """Rewards of clean samples as float64, NaN where the reward raised or returned NaN."""
+        with torch.no_grad():
+            out, rows = self._map(self._reward_chunk, x0, dedup=True)
+        self.cost.reward_evals += rows
+        bad = int(torch.isnan(out).sum())
+        self.failures.failed_rewards += bad
+        return out
+
+    def _reward_chunk(self, x: Tensor) -> Tensor:
+        name = self.reward.name
+        try:
+            raw = self.reward(x)
+        except Exception as exc:  # isolate the failing rows; the run goes on without them
+            self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
+            out = torch.full((x.shape[0],), torch.nan, dtype=torch.float64, device=x.device)
+            for j in range(x.shape[0]):  # slow path, only taken when a batch raised
+                try:
+                    raw_j = self.reward(x[j:j + 1])
+                except Exception:
+                    continue
+                out[j] = check_output(raw_j, 1, name).double()[0]
+            if not self.failures._any_success and bool(torch.isnan(out).all()):
+                raise RuntimeError(f"reward {name!r} raised for every one of {x.shape[0]} samples of its first batch: "
+                                   f"{self.failures.first_error}") from exc
+            self.failures._any_success = True
+            return out
+        out = check_output(raw, x.shape[0], name).double().to(x.device)
+        self.failures._any_success = True
+        return out
+
+    def trange(self, n: int, desc: str):
+        from tqdm.auto import trange
+        return trange(n, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+
+    def finish(self, num_samples: int) -> Cost:
+        self.cost.wall_seconds = time.perf_counter() - self._t0
+        self.cost.num_samples = num_samples
+        return self.cost

@@ -1,0 +1,154 @@
+"""Masked (absorbing-state) discrete diffusion in the style of MDLM (Sahoo et al. 2024).
+
+Tokens are ``0 .. vocab_size - 1``; the mask token is ``vocab_size``. Log-linear schedule: a token is masked at time
+t with probability ``(1 - eps) t``. Sampling walks t over ``linspace(1, eps, T + 1)``. SUBS parameterisation: the
+denoiser never predicts the mask, and already unmasked tokens are carried over unchanged. One reverse step from t to
+s < t, for a masked position with denoiser probabilities p(x0):
+
+    q(x_s = v) = p(v) (m_t - m_s) / m_t,     q(x_s = mask) = m_s / m_t,     m_u = (1 - eps) u
+
+Categorical draws are done in float64 (float32 truncates rare tokens). At the last step every token still masked is
+filled by the denoiser's argmax (MDLM's noise-removal step; here it reuses the last network output).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .base import DiffusionModel, Tensor
+
+
+def sample_categorical(probs: Tensor, generator: torch.Generator) -> Tensor:
+    """Draw one index along the last axis with probability ``probs`` (float64 exponential race, as MDLM)."""
+    probs = probs.to(torch.float64)
+    u = torch.rand(probs.shape, generator=generator, dtype=torch.float64, device=probs.device)
+    return (probs / (1e-10 - (u + 1e-10).log())).argmax(dim=-1)
+
+
+class MaskedDiffusion(DiffusionModel):
+    """A masked diffusion model around ``network(x, t) -> logits``.
+
+    Args:
+        network: maps long tokens ``(n, L)`` (mask = ``vocab_size``) and times ``(n,)`` in [0, 1] to logits
+            ``(n, L, vocab_size)`` or ``(n, L, vocab_size + 1)`` (a mask logit is ignored).
+        seq_len, vocab_size: sequence length L and number of real tokens V.
+        num_steps: sampling steps T (the paper uses 128).
+        eps: smallest time (MDLM: 1e-5).
+    """
+
+    discrete = True
+
+    def __init__(self, network: Callable[[Tensor, Tensor], Tensor], seq_len: int, vocab_size: int, *,
+                 num_steps: int = 128, eps: float = 1e-5, device: str | torch.device = "cpu"):
+        if num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self.network = network
+        self.seq_len = int(seq_len)
+        self.vocab_size = int(vocab_size)
+        self.mask_index = self.vocab_size
+        self.num_steps = int(num_steps)
+        self.eps = float(eps)
+        self.device = torch.device(device)
+        self.times = torch.linspace(1.0, self.eps, self.num_steps + 1, dtype=torch.float64)
+
+    def time(self, i: int) -> float:
+        return 0.0 if i >= self.num_steps else float(self.times[i])
+
+    def move_chance(self, t: float | Tensor):
+        return (1 - self.eps) * t
+
+    def prior(self, n: int, generator: torch.Generator) -> Tensor:
+        return torch.full((n, self.seq_len), self.mask_index, dtype=torch.long, device=self.device)
+
+    def subs(self, logits: Tensor, x: Tensor) -> Tensor:
+        """SUBS parameterisation: log-probabilities over V + 1 with mask at −inf and unmasked tokens carried over."""
+        logits = logits[..., : self.vocab_size].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        logp = torch.cat([logp, torch.full_like(logp[..., :1], -torch.inf)], dim=-1)
+        unmasked = x != self.mask_index
+        carry = torch.full_like(logp, -torch.inf).scatter_(-1, x.unsqueeze(-1), 0.0)
+        return torch.where(unmasked.unsqueeze(-1), carry, logp)
+
+    def predict(self, x: Tensor, i: int) -> Tensor:
+        t = torch.full((x.shape[0],), float(self.times[i]), device=x.device)
+        return self.subs(self.network(x, t), x)
+
+    def denoise(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
+        return pred[..., : self.vocab_size].argmax(dim=-1)  # carry-over is built into SUBS
+
+    def sample_denoise(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, k: int) -> Tensor:
+        probs = pred[..., : self.vocab_size].double().exp().repeat_interleave(k, dim=0)
+        return sample_categorical(probs, generator)
+
+    def transition_probs(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
+        """q(x_{i+1} | x_i) per position over V + 1 tokens (float64); unmasked positions stay (one-hot)."""
+        m_t, m_s = float(self.move_chance(self.times[i])), float(self.move_chance(self.times[i + 1]))
+        p = pred.double().exp()  # (n, L, V + 1), mask column 0; SUBS makes unmasked positions one-hot already
+        q = p * ((m_t - m_s) / m_t)
+        q[..., self.mask_index] = m_s / m_t
+        return torch.where((x == self.mask_index).unsqueeze(-1), q, p)
+
+    def step(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, num_children: int = 1,
+             tilt: Tensor | None = None) -> Tensor:
+        q = self.transition_probs(x, pred, i)
+        if tilt is not None:  # gradient guidance: q(v) ∝ q(v) exp(tilt_v) for real tokens v, on masked positions only
+            w = torch.cat([tilt.double(), torch.zeros_like(tilt[..., :1], dtype=torch.float64)], dim=-1)
+            w = torch.where((x == self.mask_index).unsqueeze(-1), w, torch.zeros_like(w))
+            q = q * (w - w.max(dim=-1, keepdim=True).values).exp()
+            q = q / q.sum(-1, keepdim=True)
+        x_rep = x.repeat_interleave(num_children, dim=0) if num_children > 1 else x
+        q = q.repeat_interleave(num_children, dim=0) if num_children > 1 else q
+        new = sample_categorical(q, generator)
+        new = torch.where(x_rep == self.mask_index, new, x_rep)
+        if i == self.num_steps - 1:  # noise removal: fill what is still masked with the argmax
+            best = pred[..., : self.vocab_size].argmax(dim=-1)
+            best = best.repeat_interleave(num_children, dim=0) if num_children > 1 else best
+            new = torch.where(new == self.mask_index, best, new)
+        return new
+
+    # gradient guidance ------------------------------------------------------------------------------------------
+    def guidance_gradient(self, x, i, objective, on):
+        with torch.no_grad():
+            pred = self.predict(x, i)
+        with torch.enable_grad():
+            if on == "x0":  # gradient of the objective at the soft x̂0 (denoiser probabilities, carry-over one-hot)
+                soft = pred[..., : self.vocab_size].exp().detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(objective(soft).sum(), soft)
+            else:  # first-order change of the objective when a masked token becomes v: g_v − g_mask
+                onehot = F.one_hot(x, self.vocab_size + 1).float().requires_grad_(True)
+                (g,) = torch.autograd.grad(objective(onehot).sum(), onehot)
+                g = g[..., : self.vocab_size] - g[..., self.mask_index:]
+        return pred, g
+
+    def guided_step(self, x, pred, i, generator, grad, scale):
+        return self.step(x, pred, i, generator, tilt=scale * grad)
+
+    # naturalness --------------------------------------------------------------------------------------------------
+    def nelbo(self, x0: Tensor, num_draws: int = 16, seed: int = 0, max_batch: int = 1024) -> Tensor:
+        """Negative ELBO of clean sequences in nats (an upper bound on −log p), Monte Carlo over stratified times.
+
+        Continuous-time MDLM bound for the log-linear schedule: E_t [ (1/t) Σ_{masked l} −log p(x0_l | x_t) ].
+        """
+        g = torch.Generator(device=x0.device).manual_seed(seed)
+        n = x0.shape[0]
+        total = torch.zeros(n, dtype=torch.float64, device=x0.device)
+        for k in range(num_draws):
+            u = (k + torch.rand(n, generator=g, device=x0.device, dtype=torch.float64)) / num_draws
+            t = self.eps + (1 - self.eps) * u
+            mask = torch.rand(x0.shape, generator=g, device=x0.device, dtype=torch.float64) < self.move_chance(t)[:, None]
+            xt = torch.where(mask, torch.full_like(x0, self.mask_index), x0)
+            nll = torch.empty(n, dtype=torch.float64, device=x0.device)
+            with torch.no_grad():
+                for a in range(0, n, max_batch):
+                    sl = slice(a, a + max_batch)
+                    logp = self.subs(self.network(xt[sl], t[sl].float()), xt[sl])
+                    tok = logp.gather(-1, x0[sl].unsqueeze(-1)).squeeze(-1).double()
+                    nll[sl] = -(tok * mask[sl]).sum(-1)
+            total += nll / t
+        return total / num_draws
+
+    def log_likelihood(self, x0: Tensor) -> Tensor:
+        return -self.nelbo(x0)

@@ -1,0 +1,89 @@
+"""Selection and resampling: one place where every method turns a vector of log-weights into kept indices.
+
+* `select` -- per sample, among its own M candidates (SVDD): argmax at alpha = 0, else sample ∝ exp(value / alpha).
+* resamplers -- across the whole population (SMC, SVDD-R): plain functions ``(weights, n, generator) -> indices``,
+  each unbiased: E[#copies of i] = n · w_i.
+"""
+
+from __future__ import annotations
+
+import torch
+
+Tensor = torch.Tensor
+
+
+def _gumbel(shape, generator, device) -> Tensor:
+    u = torch.rand(shape, generator=generator, dtype=torch.float64, device=device)
+    return -torch.log(-torch.log(u.clamp_min(1e-300)))
+
+
+def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
+    """Index of the kept candidate in each row of ``values`` (N, M). NaN counts as −inf.
+
+    alpha = 0: argmax (first on ties). alpha > 0: a draw with probability softmax(values / alpha), done as
+    Gumbel-max in log space (no overflow at small alpha). Rows whose values are all −inf keep candidate 0.
+    """
+    v = torch.nan_to_num(values.double(), nan=-torch.inf)
+    if alpha == 0:
+        return v.argmax(dim=1)
+    logits = v / alpha + _gumbel(v.shape, generator, v.device)
+    return logits.argmax(dim=1)
+
+
+def normalize(log_weights: Tensor) -> Tensor | None:
+    """Normalised weights from log-weights with a max-shift; None when every weight is zero (or NaN)."""
+    lw = torch.nan_to_num(log_weights.double(), nan=-torch.inf)
+    m = lw.max()
+    if not torch.isfinite(m):
+        return None
+    w = (lw - m).exp()
+    return w / w.sum()
+
+
+def ess(weights: Tensor) -> float:
+    """Effective sample size 1 / Σ w_i² of normalised weights."""
+    return float(1.0 / (weights.double() ** 2).sum())
+
+
+def _inverse_cdf(weights: Tensor, u: Tensor) -> Tensor:
+    cdf = torch.cumsum(weights.double(), 0)
+    idx = torch.searchsorted(cdf, u * cdf[-1], right=True)  # scaling by cdf[-1]: float cumsum need not reach 1
+    return idx.clamp_(max=weights.numel() - 1)
+
+
+def multinomial(weights: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    u = torch.rand(n, generator=generator, dtype=torch.float64, device=weights.device)
+    return _inverse_cdf(weights, u.sort().values)
+
+
+def stratified(weights: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    u = (torch.arange(n, dtype=torch.float64, device=weights.device)
+         + torch.rand(n, generator=generator, dtype=torch.float64, device=weights.device)) / n
+    return _inverse_cdf(weights, u)
+
+
+def systematic(weights: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    u = (torch.arange(n, dtype=torch.float64, device=weights.device)
+         + torch.rand(1, generator=generator, dtype=torch.float64, device=weights.device)) / n
+    return _inverse_cdf(weights, u)
+
+
+def residual(weights: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    w = weights.double()
+    counts = torch.floor(n * w).long()
+    det = torch.repeat_interleave(torch.arange(w.numel(), device=w.device), counts)
+    rest = n - int(counts.sum())
+    if rest == 0:
+        return det
+    res = n * w - counts
+    return torch.cat([det, multinomial(res / res.sum(), rest, generator)])
+
+
+RESAMPLERS = {"multinomial": multinomial, "stratified": stratified, "systematic": systematic, "residual": residual}
+
+
+def get_resampler(name: str):
+    try:
+        return RESAMPLERS[name]
+    except KeyError:
+        raise ValueError(f"unknown resampler {name!r}; expected one of {sorted(RESAMPLERS)}") from None

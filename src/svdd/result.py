@@ -1,0 +1,76 @@
+"""What every run returns: samples, final rewards, diagnostics, cost counters and the full config."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .engine import Cost
+
+Tensor = torch.Tensor
+
+
+@dataclass
+class Diagnostics:
+    """Per-step records (index = step). Values are the estimated values of the states kept at that step."""
+
+    kept_values: list[Tensor] = field(default_factory=list)
+    ess: list[float] = field(default_factory=list)
+    resampled: list[bool] = field(default_factory=list)
+    failed_candidates: list[int] = field(default_factory=list)
+    all_failed: list[int] = field(default_factory=list)
+    final_weights: Tensor | None = None  # SMC without a final resampling: normalised weights of the samples
+
+    def record(self, kept_values=None, ess=float("nan"), resampled=False, failed=0, all_failed=0):
+        if kept_values is not None:
+            self.kept_values.append(kept_values.detach().double().cpu())
+        self.ess.append(float(ess))
+        self.resampled.append(bool(resampled))
+        self.failed_candidates.append(int(failed))
+        self.all_failed.append(int(all_failed))
+
+    def summary(self) -> dict[str, Any]:
+        return {"steps": len(self.ess), "resampling_events": int(sum(self.resampled)),
+                "failed_candidates": int(sum(self.failed_candidates)),
+                "all_candidates_failed": int(sum(self.all_failed)),
+                "min_ess": min((e for e in self.ess if e == e), default=None)}
+
+
+@dataclass
+class SampleResult:
+    samples: Tensor
+    rewards: Tensor  # float64, NaN where the reward failed
+    diagnostics: Diagnostics
+    cost: Cost
+    config: dict[str, Any]
+    x0_estimates: Tensor | None = None  # (T, N, ...) x̂0 of the kept states after each step, on request
+
+    def __len__(self) -> int:
+        return self.samples.shape[0]
+
+    def reward_quantiles(self, qs=(0.5, 0.9)) -> list[float]:
+        r = self.rewards[~torch.isnan(self.rewards)]
+        return [float(torch.quantile(r, q)) if r.numel() else float("nan") for q in qs]
+
+    def summary(self) -> dict[str, Any]:
+        med, p90 = self.reward_quantiles()
+        return {"method": self.config.get("method", {}).get("name"), "num_samples": len(self),
+                "reward_median": med, "reward_p90": p90,
+                "reward_failed": int(torch.isnan(self.rewards).sum()),
+                "cost_per_sample": self.cost.per_sample(), "diagnostics": self.diagnostics.summary()}
+
+    def save(self, folder: str | Path) -> Path:
+        """Write samples.pt, rewards.csv and run.json (config, cost, summary) into ``folder``."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"samples": self.samples.cpu(), "rewards": self.rewards.cpu()}, folder / "samples.pt")
+        with open(folder / "rewards.csv", "w") as f:
+            f.write("index,reward\n")
+            for k, r in enumerate(self.rewards.tolist()):
+                f.write(f"{k},{r!r}\n")
+        (folder / "run.json").write_text(json.dumps({"config": self.config, "summary": self.summary()}, indent=2, default=str))
+        return folder

@@ -1,0 +1,101 @@
+"""Value estimators v̂(x_i) ≈ E[r(x0) | x_i], the score SVDD uses to pick among candidates.
+
+* `PosteriorMean` (SVDD-PM, no training): the reward of the model's own x̂0 of the candidate, at the candidate's
+  level -- or the mean reward of K sampled completions (masked models).
+* `LearnedValue` (SVDD-MC): a network ``f(x_i, t)`` regressed on final rewards of rollouts of the pre-trained model
+  (paper Algorithm 3); see `svdd.training.train_value_net`. Cheap at decoding time: no reward call per candidate.
+* `FunctionValue`: any callable ``(x, i) -> values`` (exact values in tests, user heuristics).
+Every estimator returns float64 values, NaN where the reward failed; at the final level a state is clean.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from .models.base import Tensor
+
+
+class ValueEstimator:
+    #: whether the estimator needs the candidates' network outputs (then they are computed and reused next step)
+    needs_prediction: bool = False
+    name: str = "value"
+
+    def __call__(self, engine, x: Tensor, pred: Tensor | None, i: int) -> Tensor:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        return {"type": self.name}
+
+
+class PosteriorMean(ValueEstimator):
+    """SVDD-PM: v̂(x_i) = r(x̂0(x_i)), x̂0 evaluated on the candidate at its own level."""
+
+    needs_prediction = True
+    name = "posterior-mean"
+
+    def __init__(self, num_completions: int = 1):
+        if num_completions < 1:
+            raise ValueError(f"num_completions must be >= 1, got {num_completions}")
+        self.k = int(num_completions)
+
+    def __call__(self, engine, x, pred, i):
+        model = engine.model
+        if i >= model.num_steps:
+            return engine.rewards(x)
+        if self.k == 1:
+            return engine.rewards(model.denoise(x, pred, i))
+        x0 = model.sample_denoise(x, pred, i, engine.gen["value"], self.k)
+        return engine.rewards(x0).view(-1, self.k).mean(dim=1)  # NaN if any completion failed
+
+    def config(self):
+        return {"type": self.name, "num_completions": self.k}
+
+
+class LearnedValue(ValueEstimator):
+    """SVDD-MC: a value network ``net(x, t)`` with t the level's continuous time (1 = noise, 0 = clean)."""
+
+    name = "learned"
+
+    def __init__(self, net: Callable[[Tensor, Tensor], Tensor], name: str | None = None):
+        self.net = net
+        self.label = name or type(net).__name__
+
+    def __call__(self, engine, x, pred, i):
+        t = engine.model.time(i)
+
+        def f(c):
+            out = self.net(c, torch.full((c.shape[0],), t, device=c.device))
+            return out.reshape(c.shape[0])
+
+        return engine.value_net(f, x)
+
+    def config(self):
+        return {"type": self.name, "net": self.label}
+
+
+class FunctionValue(ValueEstimator):
+    """Wrap any ``fn(x, i) -> values``; counted as value evaluations."""
+
+    name = "function"
+
+    def __init__(self, fn: Callable[[Tensor, int], Tensor], name: str | None = None):
+        self.fn = fn
+        self.label = name or getattr(fn, "__name__", "fn")
+
+    def __call__(self, engine, x, pred, i):
+        return engine.value_net(lambda c: self.fn(c, i).reshape(c.shape[0]), x)
+
+    def config(self):
+        return {"type": self.name, "fn": self.label}
+
+
+def as_value(obj: Any) -> ValueEstimator:
+    if obj is None or obj == "pm" or obj == "posterior-mean":
+        return PosteriorMean()
+    if isinstance(obj, ValueEstimator):
+        return obj
+    if isinstance(obj, torch.nn.Module):
+        return LearnedValue(obj)
+    raise TypeError(f"value must be a ValueEstimator, a torch.nn.Module value net, or 'pm'; got {type(obj).__name__}")
