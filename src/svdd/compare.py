@@ -1,0 +1,176 @@
+"""Run several methods on one task over seeds and write a table (Markdown + CSV) and a reward histogram (PNG)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .api import sample
+from .tasks import Task, TaskSpec
+
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228}
+
+
+def interval(per_seed: list[float], pooled: np.ndarray, q: float, seed: int = 0) -> tuple[float, float, float]:
+    """(estimate, low, high): mean over seeds with a t 95% interval; one seed: percentile bootstrap over samples."""
+    x = np.asarray(per_seed, dtype=float)
+    if x.size >= 2:
+        m, h = x.mean(), T95.get(x.size - 1, 1.96) * x.std(ddof=1) / math.sqrt(x.size)
+        return float(m), float(m - h), float(m + h)
+    rng = np.random.default_rng(seed)
+    boots = np.quantile(rng.choice(pooled, size=(1000, pooled.size)), q, axis=1)
+    return float(x[0]), float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+
+
+def diversity(x: torch.Tensor, max_pairs_of: int = 512) -> float:
+    """Discrete: 1 − mean pairwise identity. Continuous: mean pairwise Euclidean distance."""
+    x = x[:max_pairs_of]
+    n = x.shape[0]
+    if n < 2:
+        return float("nan")
+    if not x.is_floating_point():
+        same = (x.unsqueeze(0) == x.unsqueeze(1)).float().mean(-1)
+        return float(1 - (same.sum() - n) / (n * (n - 1)))
+    d = torch.cdist(x.reshape(n, -1).double(), x.reshape(n, -1).double())
+    return float(d.sum() / (n * (n - 1)))
+
+
+@dataclass
+class MethodRow:
+    label: str
+    options: dict[str, Any]
+    rewards: list[np.ndarray] = field(default_factory=list)
+    eval_rewards: list[np.ndarray] = field(default_factory=list)
+    naturalness: list[np.ndarray] = field(default_factory=list)
+    diversity: list[float] = field(default_factory=list)
+    cost: list[dict[str, float]] = field(default_factory=list)
+
+
+def _q(a: np.ndarray, q: float) -> float:
+    a = a[~np.isnan(a)]
+    return float(np.quantile(a, q)) if a.size else float("nan")
+
+
+def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]], *, seeds=(0,), num_samples: int = 64,
+                   max_batch: int = 1024, progress: bool = False) -> list[MethodRow]:
+    from tqdm.auto import tqdm
+    rows = []
+    bar = tqdm(total=len(methods) * len(seeds), desc=f"compare {task.name}", disable=not progress)
+    for label, opts in methods.items():
+        opts = dict(opts)
+        name = opts.pop("method")
+        row = MethodRow(label, {"method": name, **opts})
+        for seed in seeds:
+            res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
+                         progress=progress, **opts)
+            row.rewards.append(res.rewards.numpy())
+            if spec.eval_reward is not None:
+                row.eval_rewards.append(torch.as_tensor(spec.eval_reward(res.samples)).double().numpy())
+            if spec.naturalness is not None:
+                row.naturalness.append(spec.naturalness(res.samples).double().numpy())
+            row.diversity.append(diversity(res.samples))
+            row.cost.append(res.cost.per_sample())
+            bar.update()
+        rows.append(row)
+    bar.close()
+    return rows
+
+
+def summarize(rows: list[MethodRow], naturalness_name: str = "naturalness") -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        d: dict[str, Any] = {"method": row.label}
+        series = [("reward", row.rewards)] + ([("eval_reward", row.eval_rewards)] if row.eval_rewards else [])
+        for key, per in series:
+            pooled = np.concatenate(per)
+            pooled = pooled[~np.isnan(pooled)]
+            for qname, q in (("median", 0.5), ("p90", 0.9)):
+                est, lo, hi = interval([_q(a, q) for a in per], pooled, q)
+                d[f"{key}_{qname}"], d[f"{key}_{qname}_lo"], d[f"{key}_{qname}_hi"] = est, lo, hi
+        if row.naturalness:
+            d["naturalness_median"] = float(np.mean([np.median(a) for a in row.naturalness]))
+        d["diversity"] = float(np.mean(row.diversity))
+        for k in ("network_evals", "reward_evals", "value_evals", "wall_seconds"):
+            d[f"{k}_per_sample"] = float(np.mean([c[k] for c in row.cost]))
+        d["seeds"] = len(row.rewards)
+        d["failed_rewards"] = int(sum(np.isnan(a).sum() for a in row.rewards))
+        out.append(d)
+    return out
+
+
+def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
+    has_eval = any("eval_reward_median" in d for d in summary)
+    has_nat = any("naturalness_median" in d for d in summary)
+    head = ["method", "reward median [95% CI]", "reward p90 [95% CI]"]
+    if has_eval:
+        head += ["eval median [95% CI]", "eval p90 [95% CI]"]
+    if has_nat:
+        head += [f"naturalness: {naturalness_name} (median)"]
+    head += ["diversity", "network evals / sample", "reward evals / sample", "value evals / sample", "wall s / sample"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ci(d, k):
+        return f"{d[k]:.3f} [{d[k + '_lo']:.3f}, {d[k + '_hi']:.3f}]"
+
+    for d in summary:
+        cells = [d["method"], ci(d, "reward_median"), ci(d, "reward_p90")]
+        if has_eval:
+            cells += [ci(d, "eval_reward_median"), ci(d, "eval_reward_p90")]
+        if has_nat:
+            cells += [f"{d.get('naturalness_median', float('nan')):.3f}"]
+        cells += [f"{d['diversity']:.3f}", f"{d['network_evals_per_sample']:.1f}", f"{d['reward_evals_per_sample']:.1f}",
+                  f"{d['value_evals_per_sample']:.1f}", f"{d['wall_seconds_per_sample']:.2e}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def histogram(rows: list[MethodRow], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 4))
+    allr = np.concatenate([np.concatenate(r.rewards) for r in rows])
+    allr = allr[~np.isnan(allr)]
+    bins = np.linspace(allr.min(), allr.max(), 40) if allr.size and allr.max() > allr.min() else 20
+    for r in rows:
+        a = np.concatenate(r.rewards)
+        ax.hist(a[~np.isnan(a)], bins=bins, alpha=0.45, label=r.label, density=True)
+    ax.set_xlabel("reward")
+    ax.set_ylabel("density")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Path, task: Task, spec: TaskSpec,
+                  settings: dict[str, Any]) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(summary, spec.naturalness_name)
+    header = (f"# {task.name}: method comparison\n\n{task.description}\n\n"
+              f"Settings: {json.dumps(settings)}. Reward = guidance reward `{getattr(spec.reward, 'name', 'reward')}`. "
+              "Median / 90th percentile: mean over seeds with a t 95% interval (one seed: bootstrap over samples).\n\n")
+    (out / "table.md").write_text(header + table + "\n")
+    with open(out / "table.csv", "w", newline="") as f:
+        keys = sorted({k for d in summary for k in d}, key=lambda k: (k != "method", k))
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(summary)
+    with open(out / "rewards.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "seed", "reward"])
+        for r in rows:
+            for s, a in enumerate(r.rewards):
+                w.writerows([r.label, settings["seeds"][s], float(v)] for v in a)
+    histogram(rows, out / "reward_hist.png", f"{task.name}: reward per method")
+    (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
+                                                  "summary": summary}, indent=2))
+    return table
