@@ -23,7 +23,7 @@ def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
     alpha = 0: argmax (first on ties). alpha > 0: a draw with probability softmax(values / alpha), done as
     Gumbel-max in log space (no overflow at small alpha). Rows whose values are all −inf keep candidate 0.
     """
-    v = torch.nan_to_num(values.double(), nan=-torch.inf)
+    v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
         return v.argmax(dim=1)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)
@@ -32,7 +32,7 @@ def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
 
 def normalize(log_weights: Tensor) -> Tensor | None:
     """Normalised weights from log-weights with a max-shift; None when every weight is zero (or NaN)."""
-    lw = torch.nan_to_num(log_weights.double(), nan=-torch.inf)
+    lw = torch.nan_to_num(log_weights.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     m = lw.max()
     if not torch.isfinite(m):
         return None

@@ -21,5 +21,5 @@ class BestOfN(Method):
 
     def run(self, engine, num_samples):
         x, r, diag, hist = Pretrained().run(engine, num_samples * self.M)
-        keep = torch.nan_to_num(r, nan=-torch.inf).topk(num_samples).indices  # descending reward
+        keep = torch.nan_to_num(r, nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf).topk(num_samples).indices  # descending reward
         return x[keep], r[keep], diag, (hist[:, keep] if hist is not None else None)

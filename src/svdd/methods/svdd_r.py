@@ -27,7 +27,7 @@ class SVDDR(SVDD):
         k = int(self.replace_fraction * n)
         if values is None or k == 0:
             return x, pred
-        order = torch.nan_to_num(values, nan=-torch.inf).argsort(descending=True, stable=True)
+        order = torch.nan_to_num(values, nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf).argsort(descending=True, stable=True)
         idx = torch.arange(n, device=x.device)
         idx[order[n - k:]] = order[:k]  # the k worst become copies of the k best
         diag.resampled[-1] = True

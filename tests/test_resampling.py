@@ -1,0 +1,71 @@
+"""Selection and resamplers: unbiasedness, edge cases, log-space selection."""
+
+import math
+
+import pytest
+import torch
+
+from svdd.resampling import RESAMPLERS, ess, get_resampler, normalize, select
+
+W = torch.tensor([0.5, 0.0, 0.05, 0.3, 0.15], dtype=torch.float64)
+
+
+@pytest.mark.parametrize("name", sorted(RESAMPLERS))
+def test_resamplers_are_unbiased(name):
+    f, n, reps = RESAMPLERS[name], 7, 4000
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(5, dtype=torch.float64)
+    for _ in range(reps):
+        idx = f(W, n, g)
+        assert idx.shape == (n,) and idx.dtype == torch.long
+        counts += torch.bincount(idx, minlength=5).double()
+    mean = counts / reps
+    # E[copies] = n w; the multinomial variance n w (1 - w) bounds the others; 5 standard errors
+    se = torch.sqrt(n * W * (1 - W) / reps)
+    assert ((mean - n * W).abs() <= 5 * se + 1e-12).all(), (name, mean, n * W)
+    assert mean[1] == 0  # zero weight is never picked
+
+
+@pytest.mark.parametrize("name", ["systematic", "stratified", "residual"])
+def test_low_variance_resamplers_stay_near_n_w(name):
+    g = torch.Generator().manual_seed(1)
+    for _ in range(200):
+        c = torch.bincount(RESAMPLERS[name](W, 20, g), minlength=5).double()
+        if name == "systematic":
+            assert ((c >= torch.floor(20 * W)) & (c <= torch.ceil(20 * W))).all()
+        if name == "residual":
+            assert (c >= torch.floor(20 * W)).all()
+
+
+def test_float_cumsum_not_reaching_one():
+    w = torch.full((1000,), 1 / 1000, dtype=torch.float32) * (1 - 1e-6)
+    g = torch.Generator().manual_seed(0)
+    for f in RESAMPLERS.values():
+        idx = f(w, 1000, g)
+        assert int(idx.max()) <= 999 and int(idx.min()) >= 0
+
+
+def test_normalize_and_ess():
+    assert normalize(torch.tensor([-torch.inf, -torch.inf])) is None
+    w = normalize(torch.tensor([1000.0, 1000.0, -torch.inf, float("nan")]))
+    assert torch.allclose(w, torch.tensor([0.5, 0.5, 0, 0], dtype=torch.float64))
+    assert math.isclose(ess(w), 2.0)
+    with pytest.raises(ValueError, match="unknown resampler 'poisson'"):
+        get_resampler("poisson")
+
+
+def test_select_argmax_and_softmax_frequencies():
+    v = torch.tensor([[0.0, 2.0, 1.0, float("nan")]]).repeat(20000, 1)
+    g = torch.Generator().manual_seed(0)
+    assert (select(v, 0.0, g) == 1).all()
+    idx = select(v, 0.5, g)
+    freq = torch.bincount(idx, minlength=4).double() / 20000
+    p = torch.softmax(torch.tensor([0.0, 2.0, 1.0]) / 0.5, 0).double()
+    assert torch.allclose(freq[:3], p, atol=0.015) and freq[3] == 0
+
+
+def test_select_tiny_alpha_huge_values():
+    v = torch.tensor([[1e6, 1e6 + 1, -1e6]], dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    assert int(select(v, 1e-9, g)) == 1
+    assert int(select(torch.full((1, 3), -torch.inf), 0.5, g)) == 0  # all failed: first candidate
