@@ -63,7 +63,7 @@ def train_value_net(net: torch.nn.Module, rollouts: Rollouts, *, epochs: int = 2
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * b.shape[0]
+            total += loss.item() * b.shape[0]
         rec.losses.append(total / order.shape[0])
     with torch.no_grad():
         for lvl in sorted({0, T // 4, T // 2, 3 * T // 4, T - 1}):
