@@ -165,3 +165,16 @@ def test_weighted_sum_reward(gauss_model):
     assert torch.equal(combo(x), torch.tensor([0.0, 7.0]))
     assert not combo.differentiable
     assert svdd.WeightedSum([(1.0, svdd.Reward(lambda x: x[:, 0], differentiable=True))]).differentiable
+
+
+def test_selection_schedule_bounds_reward_calls(gmm):
+    model, reward, _ = gmm
+    n, M, T = 8, 4, model.num_steps
+    full = svdd.sample(model, reward, "svdd", num_samples=n, M=M)
+    every = svdd.sample(model, reward, "svdd", num_samples=n, M=M, select_every=5)
+    window = svdd.sample(model, reward, "svdd", num_samples=n, M=M, select_window=(30, 40))
+    selecting = lambda pred: sum(1 for i in range(T - 1) if pred(i))  # the last step is deterministic
+    assert full.cost.reward_evals == n * (M * selecting(lambda i: True) + 1)
+    assert every.cost.reward_evals == n * (M * selecting(lambda i: i % 5 == 0) + 1)
+    assert window.cost.reward_evals == n * (M * selecting(lambda i: 30 <= i < 40) + 1)
+    assert len(window.diagnostics.kept_values) == 9

@@ -55,18 +55,19 @@ def _toy_gmm(**kw) -> TaskSpec:
     return TaskSpec(model, reward, naturalness=lambda x: gmm_log_density(net, x), naturalness_name="exact log p")
 
 
+def standard_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.5) -> dict[str, dict[str, Any]]:
+    """The paper's comparison: pre-trained, compute-matched Best-of-N, DPS, SMC, SVDD-PM and SVDD-R."""
+    return {"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": M},
+            "dps": {"method": "dps", "scale": dps_scale}, "smc": {"method": "smc", "alpha": smc_alpha},
+            "svdd-pm": {"method": "svdd", "M": M}, "svdd-r": {"method": "svdd-r", "M": M}}
+
+
 register_task(Task(
     "toy-motif", "DNA-like length-24 sequences from an exact Markov-chain masked diffusion; reward: TATA-box PWM match "
     "(differentiable). Runs in seconds; naturalness is the exact log-likelihood.", _toy_motif,
-    methods={"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": 10},
-             "dps": {"method": "dps", "scale": 2.0}, "smc": {"method": "smc", "alpha": 0.5},
-             "svdd-pm": {"method": "svdd", "M": 10}, "svdd-r": {"method": "svdd-r", "M": 10}},
-    num_samples=128))
+    methods=standard_methods(dps_scale=2.0), num_samples=128))
 
 register_task(Task(
     "toy-gmm", "2-D Gaussian mixture with its exact noise prediction (DDPM, 100 steps); reward: x1 + x2 (linear, "
     "so the tilted target is again a Gaussian mixture in closed form).", _toy_gmm,
-    methods={"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": 10},
-             "dps": {"method": "dps", "scale": 0.5}, "smc": {"method": "smc", "alpha": 0.5},
-             "svdd-pm": {"method": "svdd", "M": 10}, "svdd-r": {"method": "svdd-r", "M": 10}},
-    num_samples=256))
+    methods=standard_methods(dps_scale=0.5), num_samples=256))
