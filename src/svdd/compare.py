@@ -132,20 +132,24 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
 
 
 def histogram(rows: list[MethodRow], path: Path, title: str) -> None:
+    """One reward histogram per method, stacked on a shared axis, with the median marked."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4))
     allr = np.concatenate([np.concatenate(r.rewards) for r in rows])
     allr = allr[~np.isnan(allr)]
     bins = np.linspace(allr.min(), allr.max(), 40) if allr.size and allr.max() > allr.min() else 20
-    for r in rows:
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.1 * len(rows) + 0.8), sharex=True, squeeze=False)
+    for ax, r, color in zip(axes[:, 0], rows, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4):
         a = np.concatenate(r.rewards)
-        ax.hist(a[~np.isnan(a)], bins=bins, alpha=0.45, label=r.label, density=True)
-    ax.set_xlabel("reward")
-    ax.set_ylabel("density")
-    ax.set_title(title)
-    ax.legend(fontsize=8)
+        a = a[~np.isnan(a)]
+        ax.hist(a, bins=bins, color=color, alpha=0.8)
+        if a.size:
+            ax.axvline(np.median(a), color="k", lw=1, ls="--")
+        ax.set_ylabel(r.label, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_yticks([])
+    axes[0, 0].set_title(f"{title} (dashed: median)")
+    axes[-1, 0].set_xlabel("reward")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
