@@ -10,6 +10,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch first: 2.13.0 is a CPU wheel on these machines; the package's own range accepts it
 	$(PIP) install --quiet torch==2.13.0
 	$(PIP) install --quiet -e '.[test]'
+	# DNA task data (ENCODE DHS sequences): only its data file is read; the package pins an old torch, so no deps
+	$(PIP) install --quiet --no-deps dnadiffusion==0.0.0.dev0
 	touch $@
 
 install: $(VENV)/.installed
@@ -21,7 +23,7 @@ test-slow: install
 	$(PY) -m pytest -q -m slow
 
 demo: install
-	$(VENV)/bin/svdd compare --task toy-motif --out results/demo
+	$(VENV)/bin/svdd compare --task dna-enhancer --quick --out results/demo
 
 bench: install
 	$(PY) benchmarks/bench_svdd.py

@@ -58,6 +58,8 @@ def _method_options(args, fields: set[str]) -> dict:
 def cmd_sample(args) -> int:
     import dataclasses
 
+    import torch
+
     from . import sample
     from .methods import METHODS
     from .tasks import get_task
@@ -68,8 +70,14 @@ def cmd_sample(args) -> int:
     fields = {f.name for f in dataclasses.fields(METHODS[args.method])}
     opts = _method_options(args, fields)
     res = sample(spec.model, spec.reward, args.method, num_samples=args.num_samples or task.num_samples,
-                 seed=args.seed, max_batch=args.max_batch, progress=_progress(args), **opts)
+                 seed=args.seed, max_batch=args.max_batch, progress=_progress(args), **spec.resolve(opts))
     out = res.save(args.out)
+    if spec.write_samples is not None:
+        rewards = {spec.reward.name: res.rewards}
+        if spec.eval_reward is not None:
+            with torch.no_grad():
+                rewards[spec.eval_reward.name] = spec.eval_reward(res.samples)
+        spec.write_samples(out, res.samples, rewards)
     if spec.decode is not None:
         with open(out / "samples.txt", "w") as f:
             for s, r in zip(spec.decode(res.samples), res.rewards.tolist()):
@@ -98,9 +106,9 @@ def cmd_compare(args) -> int:
     for label, o in methods.items():
         fields = {f.name for f in dataclasses.fields(METHODS[o["method"]])}
         methods[label] = {**o, **_method_options(args, fields)}
-    seeds = _ints(args.seeds)
+    seeds = _ints(args.seeds) if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
     spec = task.build()
-    n = args.num_samples or task.num_samples
+    n = args.num_samples or (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
                           progress=_progress(args))
     summary = summarize(rows)
@@ -108,6 +116,18 @@ def cmd_compare(args) -> int:
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
     print(table)
     print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
+    return 0
+
+
+def cmd_frontier(args) -> int:
+    from .compare import run_frontier
+    from .tasks import get_task
+    task = get_task(args.task)
+    spec = task.build()
+    table = run_frontier(task, spec, _ints(args.Ms), num_samples=args.num_samples or 64, seed=args.seed,
+                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args))
+    print(table)
+    print(f"\nwritten: {args.out}/frontier.md, frontier.csv, frontier.png")
     return 0
 
 
@@ -134,8 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="run several methods on one task and write a table and a histogram")
     common(c)
     c.add_argument("--methods", default=None, help="comma-separated subset (default: the task's list)")
-    c.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    c.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: the task's)")
+    c.add_argument("--quick", action="store_true", help="the task's quick setting (fewer samples and seeds)")
     c.set_defaults(func=cmd_compare)
+    f = sub.add_parser("frontier", help="reward versus cost for SVDD and Best-of-N at several M, and SMC")
+    common(f)
+    f.add_argument("--Ms", default="1,2,5,10,20,40", help="comma-separated candidate counts")
+    f.add_argument("--seed", type=int, default=0)
+    f.set_defaults(func=cmd_frontier)
     return p
 
 

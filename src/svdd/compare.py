@@ -51,6 +51,7 @@ class MethodRow:
     naturalness: list[np.ndarray] = field(default_factory=list)
     diversity: list[float] = field(default_factory=list)
     cost: list[dict[str, float]] = field(default_factory=list)
+    metrics: list[dict[str, float]] = field(default_factory=list)
 
 
 def _q(a: np.ndarray, q: float) -> float:
@@ -66,16 +67,18 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
     for label, opts in methods.items():
         opts = dict(opts)
         name = opts.pop("method")
-        row = MethodRow(label, {"method": name, **opts})
+        row = MethodRow(label, {"method": name, **{k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple))
+                                                          else type(v).__name__) for k, v in opts.items()}})
         for seed in seeds:
             res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
-                         progress=progress, **opts)
+                         progress=progress, **spec.resolve(opts))
             row.rewards.append(res.rewards.numpy())
             if spec.eval_reward is not None:
                 row.eval_rewards.append(torch.as_tensor(spec.eval_reward(res.samples)).double().numpy())
             if spec.naturalness is not None:
                 row.naturalness.append(spec.naturalness(res.samples).double().numpy())
             row.diversity.append(diversity(res.samples))
+            row.metrics.append({k: f(res.samples) for k, f in spec.set_metrics.items()})
             row.cost.append(res.cost.per_sample())
             bar.update()
         rows.append(row)
@@ -97,6 +100,8 @@ def summarize(rows: list[MethodRow], naturalness_name: str = "naturalness") -> l
         if row.naturalness:
             d["naturalness_median"] = float(np.mean([np.median(a) for a in row.naturalness]))
         d["diversity"] = float(np.mean(row.diversity))
+        for k in (row.metrics[0] if row.metrics else {}):
+            d[f"metric_{k}"] = float(np.mean([m[k] for m in row.metrics]))
         for k in ("network_evals", "reward_evals", "value_evals", "wall_seconds"):
             d[f"{k}_per_sample"] = float(np.mean([c[k] for c in row.cost]))
         d["seeds"] = len(row.rewards)
@@ -113,7 +118,8 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
         head += ["eval median [95% CI]", "eval p90 [95% CI]"]
     if has_nat:
         head += [f"naturalness: {naturalness_name} (median)"]
-    head += ["diversity", "network evals / sample", "reward evals / sample", "value evals / sample", "wall s / sample"]
+    extra = [k for k in summary[0] if k.startswith("metric_")]
+    head += ["diversity", *(k[len("metric_"):] for k in extra), "network evals / sample", "reward evals / sample", "value evals / sample", "wall s / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def ci(d, k):
@@ -125,7 +131,7 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
             cells += [ci(d, "eval_reward_median"), ci(d, "eval_reward_p90")]
         if has_nat:
             cells += [f"{d.get('naturalness_median', float('nan')):.3f}"]
-        cells += [f"{d['diversity']:.3f}", f"{d['network_evals_per_sample']:.1f}", f"{d['reward_evals_per_sample']:.1f}",
+        cells += [f"{d['diversity']:.3f}", *(f"{d[k]:.3f}" for k in extra), f"{d['network_evals_per_sample']:.1f}", f"{d['reward_evals_per_sample']:.1f}",
                   f"{d['value_evals_per_sample']:.1f}", f"{d['wall_seconds_per_sample']:.2e}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -177,4 +183,65 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
     histogram(rows, out / "reward_hist.png", f"{task.name}: reward per method")
     (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
                                                   "summary": summary}, indent=2))
+    return table
+
+
+def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int = 64, seed: int = 0,
+                 max_batch: int = 1024, out: Path, progress: bool = False, smc_alpha: float | None = None) -> str:
+    """Median guidance reward against reward evaluations and wall seconds per sample, for SVDD-PM, SVDD-MC (when the
+    task ships a value net) and Best-of-N at each M, and SMC; one seed; a table and a two-panel figure."""
+    from tqdm.auto import tqdm
+    smc_alpha = smc_alpha if smc_alpha is not None else task.methods.get("smc", {}).get("alpha", 1.0)
+    runs = [("svdd-pm", M, "svdd", {"M": M}) for M in Ms] + [("best-of-n", M, "best-of-n", {"M": M}) for M in Ms]
+    if spec.value_net is not None:
+        runs += [("svdd-mc", M, "svdd", {"M": M, "value": "task"}) for M in Ms]
+    runs.append(("smc", 1, "smc", {"alpha": smc_alpha}))
+    rows = []
+    for family, M, name, opts in tqdm(runs, desc=f"frontier {task.name}", disable=not progress):
+        res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
+                     progress=progress, **spec.resolve(opts))
+        c = res.cost.per_sample()
+        med, p90 = res.reward_quantiles()
+        row = {"family": family, "M": M, "reward_median": med, "reward_p90": p90,
+               "reward_evals_per_sample": c["reward_evals"], "value_evals_per_sample": c["value_evals"],
+               "network_evals_per_sample": c["network_evals"], "wall_seconds_per_sample": c["wall_seconds"]}
+        if spec.eval_reward is not None:
+            with torch.no_grad():
+                row["eval_reward_median"] = float(torch.as_tensor(spec.eval_reward(res.samples)).double().median())
+        rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(rows[0])
+    with open(out / "frontier.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(f"{r[k]:.4g}" if isinstance(r[k], float) else str(r[k]) for k in keys) + " |" for r in rows]
+    table = "\n".join(lines)
+    (out / "frontier.md").write_text(f"# {task.name}: reward versus cost\n\n{num_samples} samples, seed {seed}; "
+                                     "SVDD-MC's candidate scores are value-net calls, not reward calls.\n\n" + table + "\n")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for family, marker in (("svdd-pm", "o"), ("svdd-mc", "s"), ("best-of-n", "^"), ("smc", "*")):
+        fr = [r for r in rows if r["family"] == family]
+        if not fr:
+            continue
+        for ax, key in zip(axes, ("reward_evals_per_sample", "wall_seconds_per_sample")):
+            xs = [max(r[key], 1e-9) for r in fr]
+            ax.plot(xs, [r["reward_median"] for r in fr], marker=marker, label=family)
+            if family != "smc":
+                for r, x in zip(fr, xs):
+                    ax.annotate(f"M={r['M']}", (x, r["reward_median"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes[0].set_xscale("log")
+    axes[1].set_xscale("log")
+    axes[0].set_xlabel("reward evaluations per sample")
+    axes[1].set_xlabel("wall seconds per sample")
+    axes[0].set_ylabel("median guidance reward")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{task.name}: reward versus cost ({num_samples} samples)")
+    fig.tight_layout()
+    fig.savefig(out / "frontier.png", dpi=120)
+    plt.close(fig)
     return table

@@ -17,6 +17,18 @@ class TaskSpec:
     naturalness_name: str = "log-likelihood"
     eval_reward: Any = None
     decode: Callable[[torch.Tensor], list[str]] | None = None
+    value_net: Any = None  # the task's trained SVDD-MC value net; methods refer to it as value="task"
+    set_metrics: dict[str, Callable[[torch.Tensor], float]] = field(default_factory=dict)  # per-run metrics
+    write_samples: Callable[..., None] | None = None  # (folder, samples, {reward name: values}) -> files
+
+    def resolve(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Replace value="task" by the task's value net."""
+        out = dict(options)
+        if out.get("value") == "task":
+            if self.value_net is None:
+                raise ValueError("this task ships no value net (value='task')")
+            out["value"] = self.value_net
+        return out
 
 
 @dataclass
@@ -26,6 +38,7 @@ class Task:
     build: Callable[..., TaskSpec]
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # comparison: label -> method name + options
     num_samples: int = 64
+    quick: dict[str, Any] = field(default_factory=dict)  # `--quick` settings: num_samples, seeds, methods
 
 
 TASKS: dict[str, Task] = {}
@@ -66,6 +79,20 @@ register_task(Task(
     "toy-motif", "DNA-like length-24 sequences from an exact Markov-chain masked diffusion; reward: TATA-box PWM match "
     "(differentiable). Runs in seconds; naturalness is the exact log-likelihood.", _toy_motif,
     methods=standard_methods(dps_scale=2.0), num_samples=128))
+
+def _dna(**kw) -> TaskSpec:
+    from .dna import build_spec
+    return build_spec(**kw)
+
+
+register_task(Task(
+    "dna-enhancer", "HepG2-specific open chromatin (ENCODE DHS), 200 bp: masked diffusion trained on real DHS "
+    "sequences; guidance reward = HepG2 log-odds of a CNN cell-type classifier; evaluation reward = a held-out "
+    "classifier of another architecture and training chromosomes. (Not the paper's MPRA activity.)", _dna,
+    methods={**standard_methods(dps_scale=3.0, smc_alpha=0.5),
+             "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 3.0},
+             "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
+    num_samples=256, quick={"num_samples": 32, "seeds": [0]}))
 
 register_task(Task(
     "toy-gmm", "2-D Gaussian mixture with its exact noise prediction (DDPM, 100 steps); reward: x1 + x2 (linear, "

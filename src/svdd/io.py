@@ -1,0 +1,37 @@
+"""Saving and loading shipped networks: weights as safetensors, constructor config and training record as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def save_module(module: torch.nn.Module, stem: str | Path, record: dict[str, Any] | None = None) -> None:
+    from safetensors.torch import save_file
+    stem = Path(stem)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+    save_file(state, str(stem.with_suffix(".safetensors")))
+    meta = {"class": type(module).__name__, "config": getattr(module, "config", {}), "record": record or {}}
+    stem.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_module(cls, stem: str | Path) -> torch.nn.Module:
+    from safetensors.torch import load_file
+    stem = Path(stem)
+    weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    if not weights.exists() or not meta.exists():
+        raise FileNotFoundError(f"{weights} / {meta} not found: the shipped weights are missing or were not trained yet")
+    info = json.loads(meta.read_text())
+    if info["class"] != cls.__name__:
+        raise ValueError(f"{meta} holds a {info['class']}, not a {cls.__name__}")
+    module = cls(**info["config"])
+    module.load_state_dict(load_file(str(weights)))
+    return module.eval()
+
+
+def read_record(stem: str | Path) -> dict[str, Any]:
+    return json.loads(Path(stem).with_suffix(".json").read_text())["record"]
