@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test test-slow demo bench clean
+.PHONY: install test test-slow demo bench results-dna train-dna clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -24,6 +24,17 @@ test-slow: install
 
 demo: install
 	$(VENV)/bin/svdd compare --task dna-enhancer --quick --out results/demo
+
+# the committed DNA results (about an hour on 2 CPU cores)
+results-dna: install
+	$(VENV)/bin/svdd compare --task dna-enhancer --seeds 0,1,2 --out results/dna-enhancer
+	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 64 --Ms 1,2,5,10,20,40 --out results/dna-enhancer/frontier
+
+# retrain the shipped DNA networks from scratch (about an hour on 2 CPU cores)
+train-dna: install
+	$(PY) -m svdd.tasks.dna.train denoiser --minutes 45
+	$(PY) -m svdd.tasks.dna.train oracles --epochs 8
+	$(PY) -m svdd.tasks.dna.train value --rollouts 2048 --keep-every 4 --epochs 4
 
 bench: install
 	$(PY) benchmarks/bench_svdd.py

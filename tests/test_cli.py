@@ -56,3 +56,15 @@ def test_console_script_runs():
     exe = __import__("shutil").which("svdd") or str(__import__("pathlib").Path(sys.executable).parent / "svdd")
     out = subprocess.run([exe, "tasks"], capture_output=True, text=True, check=True).stdout
     assert "toy-motif" in out
+
+
+def test_frontier_writes_table_and_figure(tmp_path, capsys):
+    out = tmp_path / "fr"
+    assert main(["frontier", "--task", "toy-motif", "--Ms", "1,4", "--num-samples", "8", "--quiet",
+                 "--out", str(out)]) == 0
+    rows = list(csv.DictReader(open(out / "frontier.csv")))
+    assert [(r["family"], r["M"]) for r in rows] == [("svdd-pm", "1"), ("svdd-pm", "4"), ("best-of-n", "1"),
+                                                     ("best-of-n", "4"), ("smc", "1")]
+    bon = {r["M"]: float(r["reward_evals_per_sample"]) for r in rows if r["family"] == "best-of-n"}
+    assert bon == {"1": 1.0, "4": 4.0}
+    assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"

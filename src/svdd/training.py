@@ -13,22 +13,24 @@ from .rewards import as_reward
 
 @dataclass
 class Rollouts:
-    states: torch.Tensor  # (T, n, ...) states at levels 1 .. T
+    states: torch.Tensor  # (levels, n, ...) states at the kept levels (1 .. T)
     times: torch.Tensor  # (T,) continuous time of each level
     rewards: torch.Tensor  # (n,) final rewards (NaN rows dropped by the trainer)
 
 
 def collect_rollouts(model, reward, num_rollouts: int, *, seed: int = 0, max_batch: int = 1024,
-                     progress: bool = False) -> Rollouts:
-    """Run the pre-trained model and keep every intermediate state and the final reward."""
+                     keep_every: int = 1, progress: bool = False) -> Rollouts:
+    """Run the pre-trained model and keep the intermediate states (every ``keep_every``-th level, always the last)
+    and the final rewards."""
     engine = Engine(model, as_reward(reward), max_batch=max_batch, seed=seed, progress=progress)
     gen = engine.gen["model"]
     x = model.prior(num_rollouts, gen)
     states, times = [], []
     for i in engine.trange(model.num_steps, "rollouts"):
         x = model.step(x, engine.predict(x, i), i, gen)
-        states.append(x)
-        times.append(model.time(i + 1))
+        if (i + 1) % keep_every == 0 or i + 1 == model.num_steps:
+            states.append(x)
+            times.append(model.time(i + 1))
     return Rollouts(torch.stack(states), torch.tensor(times), engine.rewards(x).float())
 
 

@@ -80,7 +80,7 @@ def train_denoiser(args) -> None:
         if step % args.eval_every == 0:
             v = val_bpb(ema)
             history.append({"step": step, "minutes": round((time.time() - t0) / 60, 2), "train_loss_nats_per_base":
-                            round(float(loss), 4), "val_bits_per_base": round(v, 4)})
+                            round(loss.item(), 4), "val_bits_per_base": round(v, 4)})
             print(history[-1], flush=True)
             if v < best:
                 best = v
@@ -197,12 +197,13 @@ def train_value(args) -> None:
     torch.set_num_threads(args.threads)
     spec = build_spec(num_steps=args.steps)
     t0 = time.time()
-    roll = collect_rollouts(spec.model, spec.reward, args.rollouts, seed=args.seed, max_batch=512, progress=True)
+    roll = collect_rollouts(spec.model, spec.reward, args.rollouts, seed=args.seed, max_batch=512,
+                            keep_every=args.keep_every, progress=True)
     t_roll = time.time() - t0
     net = ValueNet()
     rec = train_value_net(net, roll, epochs=args.epochs, batch_size=256, lr=1e-3, seed=args.seed, progress=True)
     record = {"command": "python -m svdd.tasks.dna.train value " + " ".join(sys.argv[2:]), "rollouts": args.rollouts,
-              "num_steps": args.steps, "epochs": args.epochs, "reward": "guidance oracle",
+              "num_steps": args.steps, "keep_every": args.keep_every, "epochs": args.epochs, "reward": "guidance oracle",
               "rollout_minutes": round(t_roll / 60, 2), "wall_minutes": round((time.time() - t0) / 60, 2),
               "train_loss_per_epoch": [round(v, 4) for v in rec.losses],
               "val_pearson_by_time": {f"{k:.3f}": round(v, 4) for k, v in sorted(rec.val_corr.items())}}
@@ -229,7 +230,8 @@ def main(argv=None):
     v = sub.add_parser("value")
     v.add_argument("--rollouts", type=int, default=2048)
     v.add_argument("--steps", type=int, default=128)
-    v.add_argument("--epochs", type=int, default=3)
+    v.add_argument("--epochs", type=int, default=4)
+    v.add_argument("--keep-every", type=int, default=4, help="train on every k-th level of the rollouts")
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
