@@ -110,7 +110,7 @@ def cmd_compare(args) -> int:
     spec = task.build()
     n = args.num_samples or (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
-                          progress=_progress(args))
+                          progress=_progress(args), cache=Path(args.out) / "runs")
     summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch}
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)

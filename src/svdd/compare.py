@@ -60,7 +60,9 @@ def _q(a: np.ndarray, q: float) -> float:
 
 
 def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]], *, seeds=(0,), num_samples: int = 64,
-                   max_batch: int = 1024, progress: bool = False) -> list[MethodRow]:
+                   max_batch: int = 1024, progress: bool = False, cache: Path | None = None) -> list[MethodRow]:
+    """Run every method at every seed. With ``cache``, each finished (method, seed) run is stored there and reused
+    by a later call with the same options, so an interrupted comparison resumes where it stopped."""
     from tqdm.auto import tqdm
     rows = []
     bar = tqdm(total=len(methods) * len(seeds), desc=f"compare {task.name}", disable=not progress)
@@ -68,22 +70,43 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
         opts = dict(opts)
         name = opts.pop("method")
         row = MethodRow(label, {"method": name, **{k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple))
-                                                          else type(v).__name__) for k, v in opts.items()}})
+                                                      else type(v).__name__) for k, v in opts.items()}})
         for seed in seeds:
-            res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
-                         progress=progress, **spec.resolve(opts))
-            row.rewards.append(res.rewards.numpy())
-            if spec.eval_reward is not None:
-                row.eval_rewards.append(torch.as_tensor(spec.eval_reward(res.samples)).double().numpy())
-            if spec.naturalness is not None:
-                row.naturalness.append(spec.naturalness(res.samples).double().numpy())
-            row.diversity.append(diversity(res.samples))
-            row.metrics.append({k: f(res.samples) for k, f in spec.set_metrics.items()})
-            row.cost.append(res.cost.per_sample())
+            key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
+                              "steps": getattr(spec.model, "num_steps", None)}, sort_keys=True, default=str)
+            path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
+            rec = torch.load(path, weights_only=False) if path is not None and path.exists() else None
+            if rec is None or rec.get("key") != key:
+                rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress)
+                rec["key"] = key
+                if path is not None:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    torch.save(rec, path)
+            row.rewards.append(rec["rewards"])
+            if rec["eval_rewards"] is not None:
+                row.eval_rewards.append(rec["eval_rewards"])
+            if rec["naturalness"] is not None:
+                row.naturalness.append(rec["naturalness"])
+            row.diversity.append(rec["diversity"])
+            row.cost.append(rec["cost"])
+            row.metrics.append(rec["metrics"])
             bar.update()
         rows.append(row)
     bar.close()
     return rows
+
+
+def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool) -> dict:
+    res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
+                 progress=progress, **spec.resolve(opts))
+    with torch.no_grad():
+        ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
+        nat = spec.naturalness(res.samples) if spec.naturalness is not None else None
+    return {"rewards": res.rewards.numpy(),
+            "eval_rewards": torch.as_tensor(ev).double().numpy() if ev is not None else None,
+            "naturalness": nat.double().numpy() if nat is not None else None,
+            "diversity": diversity(res.samples), "cost": res.cost.per_sample(),
+            "metrics": {k: f(res.samples) for k, f in spec.set_metrics.items()}, "samples": res.samples}
 
 
 def summarize(rows: list[MethodRow], naturalness_name: str = "naturalness") -> list[dict[str, Any]]:

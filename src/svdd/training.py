@@ -41,9 +41,14 @@ class TrainingRecord:
 
 
 def train_value_net(net: torch.nn.Module, rollouts: Rollouts, *, epochs: int = 20, batch_size: int = 256,
-                    lr: float = 1e-3, val_fraction: float = 0.1, seed: int = 0, progress: bool = False) -> TrainingRecord:
+                    lr: float = 1e-3, val_fraction: float = 0.1, seed: int = 0, progress: bool = False,
+                    extra_clean: tuple[torch.Tensor, torch.Tensor] | None = None, mask_token: int | None = None,
+                    eps: float = 1e-5) -> TrainingRecord:
     """Regress final rewards onto the noisy states of the rollouts; ``net(x, t) -> (n,)``. Returns losses and the
-    validation correlation per time (on rollouts held out from training)."""
+    validation correlation per time (on rollouts held out from training).
+
+    ``extra_clean = (x0, r)`` (masked models): each epoch also trains on x0 masked by the forward process at a fresh
+    uniform time, with target r -- more distinct clean samples than the rollouts alone."""
     from tqdm.auto import trange
     ok = ~torch.isnan(rollouts.rewards)
     states, r = rollouts.states[:, ok], rollouts.rewards[ok]
@@ -58,15 +63,22 @@ def train_value_net(net: torch.nn.Module, rollouts: Rollouts, *, epochs: int = 2
     for _ in trange(epochs, desc="value net", disable=not progress):
         order = pairs[torch.randperm(pairs.shape[0], generator=g)]
         total = 0.0
-        for a in range(0, order.shape[0], batch_size):
-            b = order[a:a + batch_size]
-            pred = net(states[b[:, 0], b[:, 1]], rollouts.times[b[:, 0]].float()).reshape(-1)
-            loss = ((pred - r[b[:, 1]]) ** 2).mean()
+        xs, ts, ys = states[order[:, 0], order[:, 1]], rollouts.times[order[:, 0]].float(), r[order[:, 1]]
+        if extra_clean is not None:
+            x0, r0 = extra_clean
+            t = eps + (1 - eps) * torch.rand(x0.shape[0], generator=g)
+            masked = torch.rand(x0.shape, generator=g) < ((1 - eps) * t)[:, None]
+            xm = torch.where(masked, torch.full_like(x0, mask_token), x0)
+            mix = torch.randperm(xs.shape[0] + x0.shape[0], generator=g)
+            xs, ts, ys = torch.cat([xs, xm])[mix], torch.cat([ts, t.float()])[mix], torch.cat([ys, r0.float()])[mix]
+        for a in range(0, xs.shape[0], batch_size):
+            pred = net(xs[a:a + batch_size], ts[a:a + batch_size]).reshape(-1)
+            loss = ((pred - ys[a:a + batch_size]) ** 2).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += loss.item() * b.shape[0]
-        rec.losses.append(total / order.shape[0])
+            total += loss.item() * pred.shape[0]
+        rec.losses.append(total / xs.shape[0])
     with torch.no_grad():
         for lvl in sorted({0, T // 4, T // 2, 3 * T // 4, T - 1}):
             if n_val < 2:

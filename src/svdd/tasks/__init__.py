@@ -89,8 +89,9 @@ register_task(Task(
     "dna-enhancer", "HepG2-specific open chromatin (ENCODE DHS), 200 bp: masked diffusion trained on real DHS "
     "sequences; guidance reward = HepG2 log-odds of a CNN cell-type classifier; evaluation reward = a held-out "
     "classifier of another architecture and training chromosomes. (Not the paper's MPRA activity.)", _dna,
-    methods={**standard_methods(dps_scale=3.0, smc_alpha=0.5),
-             "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 3.0},
+    methods={**standard_methods(dps_scale=10.0, smc_alpha=0.5),
+             "dps-strong": {"method": "dps", "scale": 30.0}, "smc-cold": {"method": "smc", "alpha": 0.25},
+             "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0},
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=256, quick={"num_samples": 32, "seeds": [0]}))
 
