@@ -52,6 +52,8 @@ class MethodRow:
     diversity: list[float] = field(default_factory=list)
     cost: list[dict[str, float]] = field(default_factory=list)
     metrics: list[dict[str, float]] = field(default_factory=list)
+    first_samples: Any = None  # samples of the first seed (written out by `write_outputs`)
+    first_eval: Any = None
 
 
 def _q(a: np.ndarray, q: float) -> float:
@@ -90,6 +92,8 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
             row.diversity.append(rec["diversity"])
             row.cost.append(rec["cost"])
             row.metrics.append(rec["metrics"])
+            if row.first_samples is None:
+                row.first_samples, row.first_eval = rec.get("samples"), rec["eval_rewards"]
             bar.update()
         rows.append(row)
     bar.close()
@@ -204,6 +208,16 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
             for s, a in enumerate(r.rewards):
                 w.writerows([r.label, settings["seeds"][s], float(v)] for v in a)
     histogram(rows, out / "reward_hist.png", f"{task.name}: reward per method")
+    if spec.write_samples is not None:  # the first seed's samples of every method, with their rewards
+        for r in rows:
+            if r.first_samples is None:
+                continue
+            folder = out / "samples" / r.label
+            folder.mkdir(parents=True, exist_ok=True)
+            rewards = {getattr(spec.reward, "name", "reward"): torch.as_tensor(r.rewards[0])}
+            if r.first_eval is not None:
+                rewards[getattr(spec.eval_reward, "name", "eval_reward")] = torch.as_tensor(r.first_eval)
+            spec.write_samples(folder, r.first_samples, rewards)
     (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
                                                   "summary": summary}, indent=2))
     return table
