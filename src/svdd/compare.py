@@ -257,6 +257,12 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
     table = "\n".join(lines)
     (out / "frontier.md").write_text(f"# {task.name}: reward versus cost\n\n{num_samples} samples, seed {seed}; "
                                      "SVDD-MC's candidate scores are value-net calls, not reward calls.\n\n" + table + "\n")
+    plot_frontier(rows, out / "frontier.png", f"{task.name}: reward versus cost ({num_samples} samples)")
+    return table
+
+
+def plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
+    """Two panels: median guidance reward against reward evaluations and against wall seconds per sample."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -271,14 +277,15 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
             if family != "smc":
                 for r, x in zip(fr, xs):
                     ax.annotate(f"M={r['M']}", (x, r["reward_median"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axes[0].set_xscale("log")
-    axes[1].set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_xlabel("reward evaluations per sample")
     axes[1].set_xlabel("wall seconds per sample")
     axes[0].set_ylabel("median guidance reward")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"{task.name}: reward versus cost ({num_samples} samples)")
+    fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(out / "frontier.png", dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return table
