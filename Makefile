@@ -28,7 +28,7 @@ demo: install
 # the committed DNA results (about 45 minutes on 2 CPU cores; the full default of 256 samples takes about 4x)
 results-dna: install
 	$(VENV)/bin/svdd compare --task dna-enhancer --seeds 0,1,2 --num-samples 64 --out results/dna-enhancer
-	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20 --out results/dna-enhancer/frontier
+	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20,40 --out results/dna-enhancer/frontier
 
 # retrain the shipped DNA networks from scratch (about an hour on 2 CPU cores)
 train-dna: install
