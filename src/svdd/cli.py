@@ -169,9 +169,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, FileNotFoundError) as exc:
         print(f"svdd: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `svdd tasks | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
