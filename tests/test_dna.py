@@ -78,7 +78,7 @@ def test_shipped_networks_contracts(spec, dhs):
 
 
 def test_oracles_separate_hepg2_on_chr2(spec, dhs):
-    from svdd.tasks.dna.train import auroc
+    from svdd.tasks.dna.metrics import auroc
     x, y = dhs.tokens["test"], dhs.labels["test"]
     with torch.no_grad():
         for reward in (spec.reward, spec.eval_reward):

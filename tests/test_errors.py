@@ -1,13 +1,12 @@
 """Bad input: a clear error that names the bad value, or a documented behaviour that keeps what was computed."""
 
-import warnings
 
 import numpy as np
 import pytest
 import torch
 
 import svdd
-from conftest import TinyMLP, gauss_reward, token_reward
+from conftest import TinyMLP, gauss_reward
 
 
 @pytest.mark.parametrize("opts,match", [({"M": 0}, "M must be an int >= 1, got 0"),

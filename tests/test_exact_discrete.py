@@ -2,10 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 import svdd
-from enumerated import CLEAN, STATES, Problem, empirical, sampling_tolerance, state_index, tv
+from enumerated import CLEAN, STATES, Problem, empirical, sampling_tolerance, tv
 
 ALPHA = 0.5
 

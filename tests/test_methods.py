@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import svdd
-from conftest import TinyMLP, gauss_reward, token_reward
+from conftest import gauss_reward, token_reward
 
 
 @pytest.mark.parametrize("kind", ["gauss", "masked"])

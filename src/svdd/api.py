@@ -5,7 +5,6 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import torch
 
 from .engine import Engine
 from .methods import Method, get_method
@@ -42,14 +41,13 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     if progress is None:
         import sys
         progress = sys.stderr.isatty()
-    engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress)
-    engine.return_x0 = return_x0
+    engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0)
     samples, rewards, diag, x0s = method.run(engine, num_samples)
     cost = engine.finish(num_samples)
     f = engine.failures
     if f.failed_rewards:
         msg = f"reward {reward.name!r} failed (raised or NaN) for {f.failed_rewards} evaluated samples; their value was −inf"
-        if f.all_candidates_failed or sum(diag.all_failed):
+        if sum(diag.all_failed):
             msg += f"; at {sum(diag.all_failed)} (step, sample) pairs EVERY candidate failed and the first one was kept"
         if f.first_error:
             msg += f" (first error: {f.first_error})"

@@ -71,8 +71,7 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
     for label, opts in methods.items():
         opts = dict(opts)
         name = opts.pop("method")
-        row = MethodRow(label, {"method": name, **{k: (v if isinstance(v, (int, float, str, bool, type(None), list, tuple))
-                                                      else type(v).__name__) for k, v in opts.items()}})
+        row = MethodRow(label, {"method": name, **_plain(opts)})
         for seed in seeds:
             key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
                               "steps": getattr(spec.model, "num_steps", None)}, sort_keys=True, default=str)
@@ -100,17 +99,28 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
     return rows
 
 
-def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool) -> dict:
+def _plain(opts: dict[str, Any]) -> dict[str, Any]:
+    """Options as JSON-able values (objects such as value nets by their type name)."""
+    plain = (int, float, str, bool, type(None), list, tuple)
+    return {k: (v if isinstance(v, plain) else type(v).__name__) for k, v in opts.items()}
+
+
+def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool,
+             full: bool = True) -> dict:
+    """One run scored by both oracles; ``full`` adds naturalness, diversity and the task's set metrics."""
     res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
                  progress=progress, **spec.resolve(opts))
     with torch.no_grad():
         ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
-        nat = spec.naturalness(res.samples) if spec.naturalness is not None else None
-    return {"rewards": res.rewards.numpy(),
-            "eval_rewards": torch.as_tensor(ev).double().numpy() if ev is not None else None,
-            "naturalness": nat.double().numpy() if nat is not None else None,
-            "diversity": diversity(res.samples), "cost": res.cost.per_sample(),
-            "metrics": {k: f(res.samples) for k, f in spec.set_metrics.items()}, "samples": res.samples}
+        nat = spec.naturalness(res.samples) if full and spec.naturalness is not None else None
+    rec = {"rewards": res.rewards.numpy(), "quantiles": res.reward_quantiles(),
+           "eval_rewards": torch.as_tensor(ev).double().numpy() if ev is not None else None,
+           "naturalness": nat.double().numpy() if nat is not None else None,
+           "cost": res.cost.per_sample(), "samples": res.samples}
+    if full:
+        rec["diversity"] = diversity(res.samples)
+        rec["metrics"] = {k: f(res.samples) for k, f in spec.set_metrics.items()}
+    return rec
 
 
 def summarize(rows: list[MethodRow], naturalness_name: str = "naturalness") -> list[dict[str, Any]]:
@@ -235,16 +245,14 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
     runs.append(("smc", 1, "smc", {"alpha": smc_alpha}))
     rows = []
     for family, M, name, opts in tqdm(runs, desc=f"frontier {task.name}", disable=not progress):
-        res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
-                     progress=progress, **spec.resolve(opts))
-        c = res.cost.per_sample()
-        med, p90 = res.reward_quantiles()
+        rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, full=False)
+        c = rec["cost"]
+        med, p90 = rec["quantiles"]
         row = {"family": family, "M": M, "reward_median": med, "reward_p90": p90,
                "reward_evals_per_sample": c["reward_evals"], "value_evals_per_sample": c["value_evals"],
                "network_evals_per_sample": c["network_evals"], "wall_seconds_per_sample": c["wall_seconds"]}
-        if spec.eval_reward is not None:
-            with torch.no_grad():
-                row["eval_reward_median"] = float(torch.as_tensor(spec.eval_reward(res.samples)).double().median())
+        if rec["eval_rewards"] is not None:
+            row["eval_reward_median"] = float(torch.from_numpy(rec["eval_rewards"]).median())
         rows.append(row)
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0])

@@ -43,7 +43,6 @@ class Failures:
     """Reward failures: candidates whose reward raised or was NaN get value −inf; the run goes on and counts them."""
 
     failed_rewards: int = 0
-    all_candidates_failed: int = 0  # (step, sample) pairs where every candidate failed
     first_error: str | None = None
     _any_success: bool = field(default=False, repr=False)
 
@@ -55,13 +54,15 @@ def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 class Engine:
-    def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False):
+    def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False,
+                 return_x0: bool = False):
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
         self.model = model
         self.reward = reward
         self.max_batch = max_batch
         self.progress = progress
+        self.return_x0 = return_x0  # methods keep the x̂0 history of the kept states
         self.seed = int(seed)
         self.cost = Cost()
         self.failures = Failures()

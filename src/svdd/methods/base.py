@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..result import Diagnostics
-from ..values import ValueEstimator, as_value
+from ..values import ValueEstimator
 
 Tensor = torch.Tensor
 METHODS: dict[str, type["Method"]] = {}
@@ -75,8 +75,8 @@ def deterministic(model, i: int) -> bool:
 class History:
     """Optional x̂0 history of the kept states."""
 
-    def __init__(self, engine, enabled: bool):
-        self.engine, self.enabled, self.items = engine, enabled, []
+    def __init__(self, engine):
+        self.engine, self.enabled, self.items = engine, engine.return_x0, []
 
     def add(self, x: Tensor, pred: Tensor | None, level: int) -> None:
         if not self.enabled:

@@ -15,7 +15,7 @@ class Pretrained(Method):
 
     def run(self, engine, num_samples):
         model, gen = engine.model, engine.gen["model"]
-        hist, diag = History(engine, engine.return_x0), Diagnostics()
+        hist, diag = History(engine), Diagnostics()
         x = model.prior(num_samples, gen)
         for i in engine.trange(model.num_steps, self.name):
             pred = engine.predict(x, i)

@@ -42,7 +42,7 @@ class SMC(Method):
     def run(self, engine, num_samples):
         model, n, gen = engine.model, num_samples, engine.gen["model"]
         resample = get_resampler(self.resampler)
-        hist, diag = History(engine, engine.return_x0), Diagnostics()
+        hist, diag = History(engine), Diagnostics()
         x = model.prior(n, gen)
         pred = engine.predict(x, 0)
         hist.add(x, pred, 0)

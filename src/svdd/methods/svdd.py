@@ -60,7 +60,7 @@ class SVDD(Method):
 
     def run(self, engine, num_samples):
         model = engine.model
-        hist, diag = History(engine, engine.return_x0), Diagnostics()
+        hist, diag = History(engine), Diagnostics()
         x = model.prior(num_samples, engine.gen["model"])
         pred = engine.predict(x, 0)
         hist.add(x, pred, 0)

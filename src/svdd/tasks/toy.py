@@ -31,8 +31,9 @@ class MarkovChain:
     def seeded(cls, vocab: int = 4, seed: int = 0, concentration: float = 0.7):
         g = torch.Generator().manual_seed(seed)
         gamma = torch.distributions.Gamma(torch.full((vocab, vocab), concentration), torch.ones(vocab, vocab))
-        torch.manual_seed(seed)
-        trans = gamma.sample()
+        with torch.random.fork_rng():  # Gamma draws from the global RNG: seed it without touching the caller's state
+            torch.manual_seed(seed)
+            trans = gamma.sample()
         trans = trans / trans.sum(1, keepdim=True)
         init = torch.rand(vocab, generator=g) + 0.5
         return cls(init / init.sum(), trans)

@@ -53,10 +53,9 @@ def build_spec(num_steps: int = 128) -> TaskSpec:
     spec = TaskSpec(model, OracleReward(nets["guidance"], "hepg2-guidance"),
                     naturalness=lambda x: -model.nelbo(x, num_draws=8, max_batch=512),
                     naturalness_name="log-lik. bound (nats/seq)",
-                    eval_reward=OracleReward(nets["evaluation"], "hepg2-evaluation"), decode=decode)
-    spec.value_net = nets.get("value")
-    spec.set_metrics = {"6mer_corr_hepg2": _kmer_corr_with_real_hepg2}
-    spec.write_samples = _write_samples
+                    eval_reward=OracleReward(nets["evaluation"], "hepg2-evaluation"), decode=decode,
+                    value_net=nets.get("value"), set_metrics={"6mer_corr_hepg2": _kmer_corr_with_real_hepg2},
+                    write_samples=_write_samples)
     return spec
 
 
@@ -65,7 +64,7 @@ _REAL_HEPG2 = {}
 
 def _kmer_corr_with_real_hepg2(x: torch.Tensor) -> float:
     from .data import load_dhs
-    from .train import kmer_freq
+    from .metrics import kmer_freq
     if "f" not in _REAL_HEPG2:
         d = load_dhs()
         _REAL_HEPG2["f"] = kmer_freq(torch.cat([d.hepg2("train"), d.hepg2("validation"), d.hepg2("test")]), 6)

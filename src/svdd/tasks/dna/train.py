@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ...io import save_module
 from .data import CELL_TYPES, load_dhs
+from .metrics import auroc, gc_content, kmer_freq
 from .networks import ConvOracle, DilatedDenoiser, DilatedResOracle, ValueNet, hepg2_logit
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -100,17 +101,6 @@ def train_denoiser(args) -> None:
     print({k: v for k, v in record.items() if k != "history"})
 
 
-def kmer_freq(x: torch.Tensor, k: int) -> torch.Tensor:
-    w = torch.tensor([4 ** (k - 1 - j) for j in range(k)])
-    codes = (x.unfold(1, k, 1) * w).sum(-1).flatten()
-    c = torch.bincount(codes, minlength=4**k).double()
-    return c / c.sum()
-
-
-def gc_content(x: torch.Tensor) -> torch.Tensor:
-    return ((x == 1) | (x == 2)).double().mean(1)
-
-
 def sample_quality(denoiser, data, n: int = 512, steps: int = 128) -> dict:
     """Samples of the pre-trained model against held-out chr2 sequences: k-mer correlations and GC content."""
     import svdd
@@ -127,15 +117,6 @@ def sample_quality(denoiser, data, n: int = 512, steps: int = 128) -> dict:
     cdf = lambda a: (a.unsqueeze(1) <= grid).double().mean(0)  # noqa: E731
     out["gc_ks_statistic"] = round(float((cdf(gs) - cdf(gt)).abs().max()), 4)
     return out
-
-
-def auroc(score: torch.Tensor, label: torch.Tensor) -> float:
-    order = score.argsort()
-    ranks = torch.empty_like(order, dtype=torch.double)
-    ranks[order] = torch.arange(1, len(score) + 1, dtype=torch.double)
-    pos = label.bool()
-    npos, nneg = int(pos.sum()), int((~pos).sum())
-    return float((ranks[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
 
 
 def train_oracle(kind: str, data, seed: int, epochs: int, threads: int) -> dict:
