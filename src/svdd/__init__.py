@@ -2,12 +2,12 @@
 
 from .api import sample
 from .methods import BestOfN, DPS, METHODS, Pretrained, SMC, SVDD, SVDDR, get_method
-from .models import DiffusionModel, GaussianDiffusion, MaskedDiffusion
+from .models import DiffusersModel, DiffusionModel, GaussianDiffusion, MaskedDiffusion, StableDiffusionModel
 from .result import SampleResult
 from .rewards import Reward, WeightedSum, reward
 from .values import FunctionValue, LearnedValue, PosteriorMean
 
 __version__ = "0.1.0"
 __all__ = ["sample", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
-           "DiffusionModel", "GaussianDiffusion", "MaskedDiffusion", "SampleResult", "Reward", "WeightedSum",
+           "DiffusionModel", "GaussianDiffusion", "MaskedDiffusion", "DiffusersModel", "StableDiffusionModel", "SampleResult", "Reward", "WeightedSum",
            "reward", "PosteriorMean", "LearnedValue", "FunctionValue"]

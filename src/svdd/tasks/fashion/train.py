@@ -1,0 +1,164 @@
+"""Retrain the shipped networks of the Fashion-MNIST task from scratch (they land in svdd/tasks/fashion/weights/).
+
+    python -m svdd.tasks.fashion.train ddpm --minutes 6 --device cuda    # diffusers UNet2DModel + DDPMScheduler
+    python -m svdd.tasks.fashion.train classifiers                       # reward + evaluation classifiers
+    python -m svdd.tasks.fashion.train value --reward compress            # SVDD-MC value nets, both ways
+    python -m svdd.tasks.fashion.train value --reward class
+
+Data: the Debian package dataset-fashion-mnist (see data.py). Each network gets a JSON record next to its weights
+(command, data, steps, wall time, metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ...io import save_module
+from .data import load_split, provenance
+from .networks import SCHEDULER_CONFIG, UNET_CONFIG, Classifier, ResClassifier
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+def _command() -> str:
+    return "python -m svdd.tasks.fashion.train " + " ".join(sys.argv[1:])
+
+
+def train_ddpm(args) -> None:
+    from diffusers import DDPMScheduler, UNet2DModel
+    torch.manual_seed(args.seed)
+    dev = torch.device(args.device)
+    x_train, _ = load_split("train")
+    x_train = x_train.to(dev)
+    unet = UNet2DModel(**UNET_CONFIG).to(dev)
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    sched = DDPMScheduler(**SCHEDULER_CONFIG)
+    abar = sched.alphas_cumprod.to(dev)
+    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
+    out = Path(args.out) if args.out else WEIGHTS / "ddpm"
+    t0, step, last_save, losses = time.time(), 0, time.time(), []
+    budget = args.minutes * 60
+    amp = dict(device_type="cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
+
+    def save(final: bool) -> None:
+        ema.save_pretrained(out / "unet", safe_serialization=True)
+        sched.save_pretrained(out / "scheduler")
+        rec = {"command": _command(), "data": provenance(), "steps": step, "batch": args.batch, "lr": args.lr,
+               "ema": args.ema, "minutes": round((time.time() - t0) / 60, 2), "device": str(dev),
+               "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+               "final_loss_ema": losses[-1] if losses else None, "finished": final}
+        (out / "record.json").write_text(json.dumps(rec, indent=2) + "\n")
+
+    running = None
+    while time.time() - t0 < budget:
+        frac = (time.time() - t0) / budget
+        lr = args.lr * min(1.0, (step + 1) / 500) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        idx = torch.randint(0, x_train.shape[0], (args.batch,), device=dev)
+        x0 = x_train[idx]
+        t = torch.randint(0, SCHEDULER_CONFIG["num_train_timesteps"], (args.batch,), device=dev)
+        eps = torch.randn_like(x0)
+        a = abar[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        with torch.autocast(**amp) if amp else contextlib.nullcontext():
+            pred = unet(xt, t).sample
+        loss = F.mse_loss(pred.float(), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - d)
+        step += 1
+        if step % 10 == 0 or running is None:
+            running = float(loss.detach()) if running is None else 0.9 * running + 0.1 * float(loss.detach())
+        if step % 500 == 0:
+            losses.append(round(running, 5))
+            print(f"step {step} loss {running:.4f} lr {lr:.2e} {time.time() - t0:.0f}s", flush=True)
+        if time.time() - last_save > args.save_every:
+            save(False)
+            last_save = time.time()
+    save(True)
+    print(f"done: {step} steps in {(time.time() - t0) / 60:.1f} min -> {out}")
+
+
+def _fit_classifier(net, x, y, x_test, y_test, *, epochs, lr, seed, batch=128, augment=True):
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=5e-4)
+    steps = epochs * (x.shape[0] // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps)
+    for ep in range(epochs):
+        net.train()
+        perm = torch.randperm(x.shape[0], generator=g)
+        for a in range(0, x.shape[0] - batch + 1, batch):
+            xb, yb = x[perm[a:a + batch]], y[perm[a:a + batch]]
+            if augment:  # random shifts of up to 2 pixels and horizontal flips
+                dx, dy = torch.randint(-2, 3, (2,), generator=g).tolist()
+                xb = torch.roll(xb, (dy, dx), (2, 3))
+                if torch.rand(1, generator=g) < 0.5:
+                    xb = xb.flip(3)
+            loss = F.cross_entropy(net(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+        acc = accuracy(net, x_test, y_test)
+        print(f"  {type(net).__name__} epoch {ep + 1}: test accuracy {acc:.4f}", flush=True)
+    return net.eval()
+
+
+@torch.no_grad()
+def accuracy(net, x, y) -> float:
+    net.eval()
+    return float(torch.cat([net(x[a:a + 1000]).argmax(1) for a in range(0, x.shape[0], 1000)]).eq(y).float().mean())
+
+
+def train_classifiers(args) -> None:
+    torch.set_num_threads(args.threads)
+    x, y = load_split("train")
+    xt, yt = load_split("test")
+    for name, cls, seed in (("classifier_reward", Classifier, 1), ("classifier_eval", ResClassifier, 2)):
+        torch.manual_seed(seed)
+        t0 = time.time()
+        net = _fit_classifier(cls(), x, y, xt, yt, epochs=args.epochs, lr=args.lr, seed=seed)
+        acc = accuracy(net, xt, yt)
+        save_module(net, WEIGHTS / name, {"command": _command(), "data": provenance(), "seed": seed,
+                                          "epochs": args.epochs, "test_accuracy": round(acc, 4),
+                                          "minutes": round((time.time() - t0) / 60, 2)})
+        print(f"{name}: test accuracy {acc:.4f}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(prog="python -m svdd.tasks.fashion.train")
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("ddpm")
+    d.add_argument("--minutes", type=float, default=6.0)
+    d.add_argument("--batch", type=int, default=256)
+    d.add_argument("--lr", type=float, default=6e-4)
+    d.add_argument("--ema", type=float, default=0.999)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    d.add_argument("--save-every", type=float, default=60.0)
+    d.add_argument("--out", default=None)
+    c = sub.add_parser("classifiers")
+    c.add_argument("--epochs", type=int, default=6)
+    c.add_argument("--lr", type=float, default=3e-3)
+    c.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    {"ddpm": train_ddpm, "classifiers": train_classifiers}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
