@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test test-slow demo bench results-dna train-dna clean
+.PHONY: install data-fashion results-fashion train-fashion test test-slow demo bench results-dna train-dna clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +16,14 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-test: install
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist, read in place (never copied into the repository)
+FASHION := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+$(FASHION):
+	(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) || sudo sh -c 'apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist'
+
+data-fashion: $(FASHION)
+
+test: install data-fashion
 	$(PY) -m pytest -q
 
 test-slow: install
@@ -35,6 +42,22 @@ train-dna: install
 	$(PY) -m svdd.tasks.dna.train denoiser --minutes 45
 	$(PY) -m svdd.tasks.dna.train oracles --epochs 8
 	$(PY) -m svdd.tasks.dna.train value --rollouts 1024 --keep-every 4 --epochs 6 --threads 1
+
+# the committed image results: DEVICE=cuda on a GPU (as committed: one H200, a few minutes); on 2 CPU cores use
+# FASHION_N=16 or expect hours
+DEVICE ?= cpu
+FASHION_N ?= 64
+results-fashion: install data-fashion
+	for t in compress class; do \
+	  $(VENV)/bin/svdd compare --task fashion-$$t --seeds 0,1,2 --num-samples $(FASHION_N) --device $(DEVICE) --out results/fashion-$$t && \
+	  $(VENV)/bin/svdd frontier --task fashion-$$t --num-samples $(FASHION_N) --Ms 1,2,5,10,20,40 --device $(DEVICE) --out results/fashion-$$t/frontier || exit 1; \
+	done
+
+# retrain the shipped Fashion-MNIST networks (the DDPM as shipped: 6.6 minutes on one H200; on CPU expect far fewer steps)
+train-fashion: install data-fashion
+	$(PY) -m svdd.tasks.fashion.train ddpm --minutes 6.6 --batch 512 --device $(DEVICE)
+	$(PY) -m svdd.tasks.fashion.train classifiers --epochs 4
+	$(PY) -m svdd.tasks.fashion.train value
 
 bench: install
 	$(PY) benchmarks/bench_svdd.py

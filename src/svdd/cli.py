@@ -32,6 +32,15 @@ def _ints(text: str) -> list[int]:
         raise SystemExit(f"svdd: expected comma-separated integers, got {text!r}") from None
 
 
+def _task_options(args) -> dict:
+    opts = _options(args.task_option)
+    if args.klass is not None:
+        opts["target"] = args.klass
+    if args.device is not None:
+        opts["device"] = args.device
+    return opts
+
+
 def _progress(args) -> bool:
     return not args.quiet and sys.stderr.isatty()
 
@@ -65,7 +74,7 @@ def cmd_sample(args) -> int:
     task = get_task(args.task)
     if args.method not in METHODS:
         raise SystemExit(f"svdd: unknown method {args.method!r}; expected one of {sorted(METHODS)}")
-    spec = task.build()
+    spec = task.make(**_task_options(args))
     fields = {f.name for f in dataclasses.fields(METHODS[args.method])}
     opts = _method_options(args, fields)
     res = sample(spec.model, spec.reward, args.method, num_samples=args.num_samples or task.num_samples,
@@ -106,7 +115,7 @@ def cmd_compare(args) -> int:
         fields = {f.name for f in dataclasses.fields(METHODS[o["method"]])}
         methods[label] = {**o, **_method_options(args, fields)}
     seeds = _ints(args.seeds) if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
-    spec = task.build()
+    spec = task.make(**_task_options(args))
     n = args.num_samples or (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
                           progress=_progress(args), cache=Path(args.out) / "runs")
@@ -122,7 +131,7 @@ def cmd_frontier(args) -> int:
     from .compare import run_frontier
     from .tasks import get_task
     task = get_task(args.task)
-    spec = task.build()
+    spec = task.make(**_task_options(args))
     table = run_frontier(task, spec, _ints(args.Ms), num_samples=args.num_samples or 64, seed=args.seed,
                          max_batch=args.max_batch, out=Path(args.out), progress=_progress(args))
     print(table)
@@ -142,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--M", type=int, default=None, help="candidates per step (methods that have M)")
         sp.add_argument("--alpha", type=float, default=None, help="temperature (methods that have alpha)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other method option, repeatable")
+        sp.add_argument("--class", dest="klass", default=None, help="target class of class-reward tasks (index or name)")
+        sp.add_argument("--device", default=None, help="torch device of tasks that take one (e.g. cuda)")
+        sp.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="any other task option, repeatable")
         sp.add_argument("--out", required=True, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 

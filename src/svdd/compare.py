@@ -74,6 +74,7 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
         row = MethodRow(label, {"method": name, **_plain(opts)})
         for seed in seeds:
             key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
+                              "reward": getattr(spec.reward, "name", None),
                               "steps": getattr(spec.model, "num_steps", None)}, sort_keys=True, default=str)
             path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
             rec = torch.load(path, weights_only=False) if path is not None and path.exists() else None
@@ -96,7 +97,26 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
             bar.update()
         rows.append(row)
     bar.close()
+    if spec.reference is not None:
+        rows.append(_reference_row(spec, seeds, num_samples))
     return rows
+
+
+def _reference_row(spec: TaskSpec, seeds, num_samples: int) -> MethodRow:
+    """The same statistics for real data (e.g. random test images): where the data itself sits, at zero cost."""
+    row = MethodRow("data (test set)", {"method": "data"})
+    for seed in seeds:
+        x = spec.reference(num_samples, seed)
+        with torch.no_grad():
+            row.rewards.append(torch.as_tensor(spec.reward(x)).double().cpu().numpy())
+            if spec.eval_reward is not None:
+                row.eval_rewards.append(torch.as_tensor(spec.eval_reward(x)).double().cpu().numpy())
+        row.diversity.append(diversity(x))
+        row.cost.append({"network_evals": 0.0, "reward_evals": 0.0, "value_evals": 0.0, "wall_seconds": 0.0})
+        row.metrics.append({k: f(x) for k, f in spec.set_metrics.items()})
+        if row.first_samples is None:
+            row.first_samples, row.first_eval = x.cpu(), (row.eval_rewards[0] if row.eval_rewards else None)
+    return row
 
 
 def _plain(opts: dict[str, Any]) -> dict[str, Any]:
@@ -113,10 +133,10 @@ def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int,
     with torch.no_grad():
         ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
         nat = spec.naturalness(res.samples) if full and spec.naturalness is not None else None
-    rec = {"rewards": res.rewards.numpy(), "quantiles": res.reward_quantiles(),
-           "eval_rewards": torch.as_tensor(ev).double().numpy() if ev is not None else None,
-           "naturalness": nat.double().numpy() if nat is not None else None,
-           "cost": res.cost.per_sample(), "samples": res.samples}
+    rec = {"rewards": res.rewards.cpu().numpy(), "quantiles": res.reward_quantiles(),
+           "eval_rewards": torch.as_tensor(ev).double().cpu().numpy() if ev is not None else None,
+           "naturalness": nat.double().cpu().numpy() if nat is not None else None,
+           "cost": res.cost.per_sample(), "samples": res.samples.cpu()}
     if full:
         rec["diversity"] = diversity(res.samples)
         rec["metrics"] = {k: f(res.samples) for k, f in spec.set_metrics.items()}
@@ -228,6 +248,10 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
             if r.first_eval is not None:
                 rewards[getattr(spec.eval_reward, "name", "eval_reward")] = torch.as_tensor(r.first_eval)
             spec.write_samples(folder, r.first_samples, rewards)
+    if spec.figure is not None:  # one row of samples per method
+        firsts = {r.label: r.first_samples for r in rows if r.first_samples is not None}
+        spec.figure(firsts, {r.label: r.rewards[0] for r in rows}, out / "grid.png",
+                    f"{task.name}: first samples of seed {settings['seeds'][0]} (label: median reward)")
     (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
                                                   "summary": summary}, indent=2))
     return table

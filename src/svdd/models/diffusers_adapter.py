@@ -186,7 +186,7 @@ class DiffusersModel(DiffusionModel):
         ``scheduler``: 'ddpm', 'ddim' or 'euler-ancestral' (built from the saved scheduler's config)."""
         from diffusers import UNet2DModel
         unet = UNet2DModel.from_pretrained(path, subfolder="unet", local_files_only=True, use_safetensors=True,
-                                           torch_dtype=torch_dtype).to(device).eval().requires_grad_(False)
+                                           torch_dtype=torch_dtype, low_cpu_mem_usage=False).to(device).eval().requires_grad_(False)
         return cls(unet, load_scheduler(path, scheduler), num_steps, eta=eta, **kw)
 
 

@@ -91,3 +91,6 @@ def check_output(out: Any, n: int, name: str) -> Tensor:
     if tuple(out.shape) != (n,):
         raise ValueError(f"reward {name!r} returned shape {tuple(out.shape)} for a batch of {n} samples; expected ({n},)")
     return out
+
+
+from .image import ClassifierLogProb, JPEGCompressibility  # noqa: E402  (image rewards; Pillow is imported lazily)

@@ -31,7 +31,7 @@ def check_images(x: Tensor, name: str, tolerance: float = 0.5) -> Tensor:
     if x.ndim != 4 or x.shape[1] not in (1, 3):
         raise ValueError(f"reward {name!r} expects images of shape (n, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
     if x.numel():
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = float(x.detach().min()), float(x.detach().max())
         if lo < -1 - tolerance or hi > 1 + tolerance:
             raise ValueError(f"reward {name!r} expects images in [-1, 1]; got values in [{lo:.3g}, {hi:.3g}] "
                              "(images in [0, 1] or [0, 255]? rescale them to [-1, 1])")

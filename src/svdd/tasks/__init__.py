@@ -20,6 +20,8 @@ class TaskSpec:
     value_net: Any = None  # the task's trained SVDD-MC value net; methods refer to it as value="task"
     set_metrics: dict[str, Callable[[torch.Tensor], float]] = field(default_factory=dict)  # per-run metrics
     write_samples: Callable[..., None] | None = None  # (folder, samples, {reward name: values}) -> files
+    reference: Callable[[int, int], torch.Tensor] | None = None  # (n, seed) -> n real samples for a "data" row
+    figure: Callable[..., None] | None = None  # ({method: samples}, {method: rewards}, path, title) -> one figure
 
     def resolve(self, options: dict[str, Any]) -> dict[str, Any]:
         """Replace value="task" by the task's value net."""
@@ -39,6 +41,13 @@ class Task:
     methods: dict[str, dict[str, Any]] = field(default_factory=dict)  # comparison: label -> method name + options
     num_samples: int = 64
     quick: dict[str, Any] = field(default_factory=dict)  # `--quick` settings: num_samples, seeds, methods
+    options: tuple[str, ...] = ()  # keyword options of `build` settable from the CLI (`--class` sets 'target')
+
+    def make(self, **options) -> TaskSpec:
+        bad = sorted(set(options) - set(self.options))
+        if bad:
+            raise ValueError(f"task {self.name!r} takes no option(s) {bad}; its options: {list(self.options) or 'none'}")
+        return self.build(**options)
 
 
 TASKS: dict[str, Task] = {}
@@ -94,6 +103,34 @@ register_task(Task(
              "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0},
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=256, quick={"num_samples": 32, "seeds": [0]}))
+
+def _fashion(kind):
+    def build(**kw) -> TaskSpec:
+        from .fashion import build_spec
+        return build_spec(kind, **kw)
+    return build
+
+
+_FASHION_METHODS = {"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": 20}}
+register_task(Task(
+    "fashion-compress", "Fashion-MNIST 32x32 (diffusers UNet2DModel + DDPM trained here, sampled by DDIM eta=1, 50 "
+    "steps); reward: -(JPEG size in kB at quality 95), non-differentiable (the paper's compressibility). DPS here is "
+    "classifier guidance through the SVDD-MC value net. Naturalness: Frechet distance to the test set.",
+    _fashion("compress"),
+    methods={**_FASHION_METHODS, "dps": {"method": "dps", "target": "value", "value": "task", "scale": 0.1},
+             "smc": {"method": "smc", "alpha": 0.01}, "svdd-mc": {"method": "svdd", "M": 20, "value": "task"},
+             "svdd-pm": {"method": "svdd", "M": 20}, "svdd-r": {"method": "svdd-r", "M": 20}},
+    num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
+
+register_task(Task(
+    "fashion-class", "Fashion-MNIST 32x32, same model; reward: log p(class | image) of a CNN classifier trained here "
+    "(class by --class, default 'Ankle boot'): conditional generation from an unconditional model. Held-out check: "
+    "a second classifier of another architecture. Naturalness: Frechet distance to the test set.",
+    _fashion("class"),
+    methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.5}, "smc": {"method": "smc", "alpha": 1.0},
+             "svdd-mc": {"method": "svdd", "M": 20, "value": "task"}, "svdd-pm": {"method": "svdd", "M": 20},
+             "svdd-r": {"method": "svdd-r", "M": 20}},
+    num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
 
 register_task(Task(
     "toy-gmm", "2-D Gaussian mixture with its exact noise prediction (DDPM, 100 steps); reward: x1 + x2 (linear, "

@@ -66,15 +66,17 @@ class ResClassifier(nn.Module):
 class ImageValueNet(nn.Module):
     """SVDD-MC value net f(x_t, t): CNN on the noisy image with the time as an extra channel and head input."""
 
-    def __init__(self, width: int = 32):
+    def __init__(self, width: int = 32, outputs: int = 1):
         super().__init__()
-        self.config = {"width": width}
+        self.config = {"width": width, "outputs": outputs}
         w = width
         self.body = nn.Sequential(_block(2, w), _block(w, w), nn.AvgPool2d(2), _block(w, 2 * w), _block(2 * w, 2 * w),
                                   nn.AvgPool2d(2), _block(2 * w, 4 * w), nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(4 * w + 1, 2 * w), nn.SiLU(), nn.Linear(2 * w, 1))
+        self.head = nn.Sequential(nn.Linear(4 * w + 1, 2 * w), nn.SiLU(), nn.Linear(2 * w, outputs))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """(n,) values, or (n, outputs) when the net predicts several rewards at once (e.g. every class)."""
         t = t.to(x.dtype).reshape(-1, 1)
         h = self.body(torch.cat([x, t.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])], 1))
-        return self.head(torch.cat([h, t], 1)).squeeze(-1)
+        out = self.head(torch.cat([h, t], 1))
+        return out.squeeze(-1) if out.shape[-1] == 1 else out

@@ -2,8 +2,7 @@
 
     python -m svdd.tasks.fashion.train ddpm --minutes 6 --device cuda    # diffusers UNet2DModel + DDPMScheduler
     python -m svdd.tasks.fashion.train classifiers                       # reward + evaluation classifiers
-    python -m svdd.tasks.fashion.train value --reward compress            # SVDD-MC value nets, both ways
-    python -m svdd.tasks.fashion.train value --reward class
+    python -m svdd.tasks.fashion.train value                              # SVDD-MC value nets, both ways
 
 Data: the Debian package dataset-fashion-mnist (see data.py). Each network gets a JSON record next to its weights
 (command, data, steps, wall time, metrics).
@@ -20,10 +19,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...io import save_module
+from ...io import load_module, save_module
 from .data import load_split, provenance
 from .networks import SCHEDULER_CONFIG, UNET_CONFIG, Classifier, ResClassifier
 
@@ -140,6 +140,103 @@ def train_classifiers(args) -> None:
         print(f"{name}: test accuracy {acc:.4f}")
 
 
+def _class_logp(x: torch.Tensor, net) -> torch.Tensor:
+    with torch.no_grad():
+        return torch.cat([torch.log_softmax(net(x[a:a + 1000]), 1) for a in range(0, x.shape[0], 1000)])
+
+
+def _targets(kind: str, x0: torch.Tensor, nets) -> torch.Tensor:
+    """Compressibility (n,) or log p(c | x0) for all ten classes (n, 10), clamped at CLASS_FLOOR."""
+    if kind == "compress":
+        from ...rewards.image import JPEGCompressibility
+        return JPEGCompressibility(95)(x0).float()
+    return _class_logp(x0, nets["classifier"]).clamp(min=CLASS_FLOOR)
+
+
+CLASS_FLOOR = -20.0
+
+
+def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten().double(), b.flatten().double()]))[0, 1])
+
+
+def train_value(args) -> None:
+    """SVDD-MC value nets for both rewards, trained both ways the official code knows, on the same budget:
+    'data' = forward-noised training images regressed on the clean image's reward; 'rollouts' = states of
+    pre-trained rollouts regressed on the rollout's final reward (Algorithm 3). Both are scored on held-out rollouts;
+    the better one per reward is shipped as value_<reward>."""
+    from ...training import collect_rollouts
+    from . import load_model
+    from .networks import ImageValueNet
+    torch.set_num_threads(args.threads)
+    t0 = time.time()
+    model = load_model(args.steps)
+    nets = {"classifier": load_module(Classifier, WEIGHTS / "classifier_reward")} if "class" in args.rewards else {}
+    from ...rewards.image import JPEGCompressibility
+    jpeg = JPEGCompressibility(95)
+    ro = collect_rollouts(model, jpeg, args.rollouts + args.heldout, seed=args.seed, max_batch=256, progress=True)
+    print(f"rollouts: {ro.states.shape[1]} x {ro.states.shape[0]} levels in {time.time() - t0:.0f}s", flush=True)
+    T = model.num_steps
+    final = ro.states[-1]
+    levels = torch.arange(T - 1)  # states at levels 1 .. T-1 (index 0 .. T-2); the last step is deterministic
+    train_idx, held_idx = torch.arange(args.rollouts), torch.arange(args.rollouts, args.rollouts + args.heldout)
+    x_data, _ = load_split("train")
+    abar = model.alphas_cumprod.float()
+    ts = torch.tensor([int(t) for t in model.timesteps[1:]])  # timestep of levels 1 .. T-1
+    records = {}
+    for kind in args.rewards.split(","):
+        y_roll = _targets(kind, final, nets)
+        y_data = _targets(kind, x_data, nets)
+        outputs = 1 if kind == "compress" else 10
+        results = {}
+        for way in ("data", "rollouts"):
+            torch.manual_seed(args.seed)
+            net = ImageValueNet(width=args.width, outputs=outputs)
+            opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+            g = torch.Generator().manual_seed(args.seed)
+            for step in range(args.iters):
+                lvl = levels[torch.randint(0, T - 1, (args.batch,), generator=g)]
+                if way == "data":
+                    idx = torch.randint(0, x_data.shape[0], (args.batch,), generator=g)
+                    a = abar[ts[lvl]].view(-1, 1, 1, 1)
+                    x = a.sqrt() * x_data[idx] + (1 - a).sqrt() * torch.randn(x_data[idx].shape, generator=g)
+                    y = y_data[idx]
+                else:
+                    idx = train_idx[torch.randint(0, args.rollouts, (args.batch,), generator=g)]
+                    x, y = ro.states[lvl, idx], y_roll[idx]
+                tt = ro.times[lvl].float()
+                loss = F.mse_loss(net(x, tt), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                if (step + 1) % 500 == 0:
+                    print(f"  {kind}/{way} step {step + 1} loss {loss.item():.4f}", flush=True)
+            net.eval()
+            corr = {}
+            with torch.no_grad():
+                for li in sorted({0, (T - 1) // 4, (T - 1) // 2, 3 * (T - 1) // 4, T - 2}):
+                    p = net(ro.states[li, held_idx], ro.times[li].float().expand(len(held_idx)))
+                    yt = y_roll[held_idx]
+                    r = _pearson(p, yt) if outputs == 1 else float(np.mean([_pearson(p[:, c], yt[:, c])
+                                                                             for c in range(outputs)]))
+                    corr[round(float(ro.times[li]), 3)] = round(r, 3)
+            results[way] = {"net": net, "heldout_pearson_by_time": corr, "mean": float(np.mean(list(corr.values())))}
+            print(f"{kind}/{way}: held-out rollout Pearson r by time {corr}", flush=True)
+        best = max(results, key=lambda w: results[w]["mean"])
+        rec = {"command": _command(), "reward": kind, "trained_on": best, "rollouts": args.rollouts,
+               "heldout_rollouts": args.heldout, "iters": args.iters, "batch": args.batch, "steps": T,
+               "targets": "JPEG kB at q95 (negated)" if kind == "compress" else
+               f"log p(c | x0) of classifier_reward for all 10 classes, clamped at {CLASS_FLOOR}",
+               "comparison": {w: {"heldout_pearson_by_time": r["heldout_pearson_by_time"], "mean": round(r["mean"], 3)}
+                              for w, r in results.items()},
+               "minutes_total": round((time.time() - t0) / 60, 2)}
+        save_module(results[best]["net"], WEIGHTS / f"value_{kind}", rec)
+        records[kind] = rec
+        print(f"value_{kind}: shipped the '{best}' net", flush=True)
+    (WEIGHTS.parent / "weights" / "value_comparison.json").write_text(json.dumps(
+        {k: r["comparison"] for k, r in records.items()}, indent=2) + "\n")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m svdd.tasks.fashion.train")
     sub = p.add_subparsers(dest="what", required=True)
@@ -156,8 +253,19 @@ def main(argv=None) -> None:
     c.add_argument("--epochs", type=int, default=6)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--threads", type=int, default=2)
+    v = sub.add_parser("value")
+    v.add_argument("--rewards", default="compress,class")
+    v.add_argument("--rollouts", type=int, default=1024)
+    v.add_argument("--heldout", type=int, default=256)
+    v.add_argument("--steps", type=int, default=50)
+    v.add_argument("--iters", type=int, default=3000)
+    v.add_argument("--batch", type=int, default=128)
+    v.add_argument("--width", type=int, default=32)
+    v.add_argument("--lr", type=float, default=1e-3)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    {"ddpm": train_ddpm, "classifiers": train_classifiers}[args.what](args)
+    {"ddpm": train_ddpm, "classifiers": train_classifiers, "value": train_value}[args.what](args)
 
 
 if __name__ == "__main__":
