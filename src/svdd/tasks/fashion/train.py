@@ -3,6 +3,7 @@
     python -m svdd.tasks.fashion.train ddpm --minutes 6 --device cuda    # diffusers UNet2DModel + DDPMScheduler
     python -m svdd.tasks.fashion.train classifiers                       # reward + evaluation classifiers
     python -m svdd.tasks.fashion.train value                              # SVDD-MC value nets, both ways
+    python -m svdd.tasks.fashion.train evaluate --num-samples 1000        # FD of the DDPM's samples, sample grid
 
 Data: the Debian package dataset-fashion-mnist (see data.py). Each network gets a JSON record next to its weights
 (command, data, steps, wall time, metrics).
@@ -174,7 +175,14 @@ def train_value(args) -> None:
     nets = {"classifier": load_module(Classifier, WEIGHTS / "classifier_reward")} if "class" in args.rewards else {}
     from ...rewards.image import JPEGCompressibility
     jpeg = JPEGCompressibility(95)
-    ro = collect_rollouts(model, jpeg, args.rollouts + args.heldout, seed=args.seed, max_batch=256, progress=True)
+    cache = Path(args.rollout_cache) if args.rollout_cache else None
+    if cache is not None and cache.exists():
+        ro = torch.load(cache, weights_only=False)
+    else:
+        ro = collect_rollouts(model, jpeg, args.rollouts + args.heldout, seed=args.seed, max_batch=256, progress=True)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save(ro, cache)
     print(f"rollouts: {ro.states.shape[1]} x {ro.states.shape[0]} levels in {time.time() - t0:.0f}s", flush=True)
     T = model.num_steps
     final = ro.states[-1]
@@ -237,6 +245,38 @@ def train_value(args) -> None:
         {k: r["comparison"] for k, r in records.items()}, indent=2) + "\n")
 
 
+def evaluate_model(args) -> None:
+    """Quality of the shipped DDPM: Fréchet distance (evaluation-classifier features) of N samples to the test set,
+    next to N training images (the floor at this N) and N uniform-noise images, plus a sample grid."""
+    from ... import sample
+    from ...rewards.image import JPEGCompressibility
+    from . import fd_to_test, load_model, load_networks, save_grid
+    t0 = time.time()
+    model = load_model(args.steps, device=args.device)
+    res = sample(model, JPEGCompressibility(95), "pretrained", num_samples=args.num_samples, seed=args.seed,
+                 max_batch=512)
+    x = res.samples.cpu()
+    xtr, _ = load_split("train")
+    real = xtr[torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(args.seed))[:args.num_samples]]
+    with torch.no_grad():
+        classes = torch.bincount(load_networks()["evaluator"](x).argmax(1), minlength=10)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rec = {"command": _command(), "num_samples": args.num_samples, "steps": args.steps, "sampler": "DDIM eta=1",
+           "frechet_distance": {"model_samples": round(fd_to_test(x), 3),
+                                "training_images": round(fd_to_test(real), 3),
+                                "uniform_noise": round(fd_to_test(torch.rand_like(x) * 2 - 1), 3)},
+           "predicted_class_counts_of_samples": dict(zip(CLASSES_SHORT, classes.tolist())),
+           "seconds": round(time.time() - t0, 1), "device": args.device}
+    (out / "quality.json").write_text(json.dumps(rec, indent=2) + "\n")
+    save_grid(x[:64], out / "samples_grid.png")
+    save_grid(real[:64], out / "training_grid.png")
+    print(json.dumps(rec, indent=2))
+
+
+CLASSES_SHORT = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(prog="python -m svdd.tasks.fashion.train")
     sub = p.add_subparsers(dest="what", required=True)
@@ -258,14 +298,21 @@ def main(argv=None) -> None:
     v.add_argument("--rollouts", type=int, default=1024)
     v.add_argument("--heldout", type=int, default=256)
     v.add_argument("--steps", type=int, default=50)
-    v.add_argument("--iters", type=int, default=3000)
+    v.add_argument("--iters", type=int, default=1500)
     v.add_argument("--batch", type=int, default=128)
     v.add_argument("--width", type=int, default=32)
     v.add_argument("--lr", type=float, default=1e-3)
     v.add_argument("--seed", type=int, default=0)
     v.add_argument("--threads", type=int, default=2)
+    v.add_argument("--rollout-cache", default=None, help="file to keep the rollouts in (reused when present)")
+    e = sub.add_parser("evaluate")
+    e.add_argument("--num-samples", type=int, default=1000)
+    e.add_argument("--steps", type=int, default=50)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    e.add_argument("--out", default="results/fashion-model")
     args = p.parse_args(argv)
-    {"ddpm": train_ddpm, "classifiers": train_classifiers, "value": train_value}[args.what](args)
+    {"ddpm": train_ddpm, "classifiers": train_classifiers, "value": train_value, "evaluate": evaluate_model}[args.what](args)
 
 
 if __name__ == "__main__":
