@@ -120,7 +120,8 @@ def cmd_compare(args) -> int:
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
                           progress=_progress(args), cache=Path(args.out) / "runs")
     summary = summarize(rows)
-    settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch}
+    settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
+                "task_options": _task_options(args)}
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
     print(table)
     print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")

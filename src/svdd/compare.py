@@ -104,7 +104,7 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
 
 def _reference_row(spec: TaskSpec, seeds, num_samples: int) -> MethodRow:
     """The same statistics for real data (e.g. random test images): where the data itself sits, at zero cost."""
-    row = MethodRow("data (test set)", {"method": "data"})
+    row = MethodRow("test-data", {"method": "real test images"})
     for seed in seeds:
         x = spec.reference(num_samples, seed)
         with torch.no_grad():
@@ -251,7 +251,7 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
     if spec.figure is not None:  # one row of samples per method
         firsts = {r.label: r.first_samples for r in rows if r.first_samples is not None}
         spec.figure(firsts, {r.label: r.rewards[0] for r in rows}, out / "grid.png",
-                    f"{task.name}: first samples of seed {settings['seeds'][0]} (label: median reward)")
+                    title=f"{task.name}: first samples of seed {settings['seeds'][0]} (label: median reward)")
     (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
                                                   "summary": summary}, indent=2))
     return table

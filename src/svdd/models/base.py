@@ -75,6 +75,29 @@ class DiffusionModel(ABC):
         return None
 
 
+class GradientGuidance:
+    """DPS / classifier guidance for continuous models with ``predict`` / ``denoise`` / ``step``: the gradient of an
+    objective of Tweedie's x̂0 through the network (``on='x0'``) or of the state itself (``on='xt'``), added to the
+    pre-trained step."""
+
+    def guidance_gradient(self, x: Tensor, i: int, objective: Callable[[Tensor], Tensor], on: str) -> tuple[Tensor, Tensor]:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            if on == "x0":
+                pred = self.predict(xg, i)
+                target = objective(self.denoise(xg, pred, i))
+            else:
+                pred, target = None, objective(xg)
+            (grad,) = torch.autograd.grad(target.sum(), xg)
+        if pred is None:
+            with torch.no_grad():
+                pred = self.predict(x, i)
+        return pred.detach(), grad
+
+    def guided_step(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, grad: Tensor, scale: float) -> Tensor:
+        return self.step(x, pred, i, generator) + scale * grad
+
+
 def check_model(model: Any) -> None:
     """Raise a TypeError naming what is missing when ``model`` does not implement the protocol."""
     missing = [name for name in REQUIRED if not hasattr(model, name)]

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
-from .base import DiffusionModel, Tensor
+from .base import DiffusionModel, GradientGuidance, Tensor
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerAncestralDiscreteScheduler")
 _DETERMINISTIC = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "LCMScheduler",
@@ -49,7 +49,7 @@ def check_scheduler(scheduler: Any, eta: float) -> None:
         raise ValueError(f"{name} with thresholding=True is not supported (x̂0 would not match the scheduler's)")
 
 
-class DiffusersModel(DiffusionModel):
+class DiffusersModel(GradientGuidance, DiffusionModel):
     """A diffusers UNet + scheduler as an `svdd` model.
 
     Args:
@@ -159,24 +159,6 @@ class DiffusersModel(DiffusionModel):
 
     def deterministic_step(self, i: int) -> bool:
         return self.noise_std(i) == 0.0
-
-    # gradient guidance (DPS) ---------------------------------------------------------------------------------------
-    def guidance_gradient(self, x: Tensor, i: int, objective: Callable[[Tensor], Tensor], on: str):
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            if on == "x0":
-                pred = self.predict(xg, i)
-                target = objective(self.denoise(xg, pred, i))
-            else:
-                pred, target = None, objective(xg)
-            (grad,) = torch.autograd.grad(target.sum(), xg)
-        if pred is None:
-            with torch.no_grad():
-                pred = self.predict(x, i)
-        return pred.detach(), grad
-
-    def guided_step(self, x, pred, i, generator, grad, scale):
-        return self.step(x, pred, i, generator) + scale * grad
 
     # loading ---------------------------------------------------------------------------------------------------------
     @classmethod

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .base import DiffusionModel, Tensor
+from .base import DiffusionModel, GradientGuidance, Tensor
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction")
 
@@ -32,7 +32,7 @@ def make_alphas_cumprod(schedule: str, num_train_steps: int, beta_start: float =
     return torch.cumprod(1.0 - betas, dim=0)
 
 
-class GaussianDiffusion(DiffusionModel):
+class GaussianDiffusion(GradientGuidance, DiffusionModel):
     """A continuous diffusion model around ``network(x, t) -> output`` (t: long tensor of training timesteps).
 
     Args:
@@ -148,22 +148,3 @@ class GaussianDiffusion(DiffusionModel):
     def deterministic_step(self, i: int) -> bool:
         """True where all children of a state coincide (the last step lands on x̂0; eta = 0 everywhere)."""
         return self.eta == 0 or i == self.num_steps - 1
-
-    # gradient guidance ------------------------------------------------------------------------------------------
-    def guidance_gradient(self, x, i, objective, on):
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            if on == "x0":  # DPS: differentiate the objective of Tweedie's x̂0 through the network
-                pred = self.predict(xg, i)
-                target = objective(self.denoise(xg, pred, i))
-            else:
-                pred = None
-                target = objective(xg)
-            (grad,) = torch.autograd.grad(target.sum(), xg)
-        if pred is None:
-            with torch.no_grad():
-                pred = self.predict(x, i)
-        return pred.detach(), grad
-
-    def guided_step(self, x, pred, i, generator, grad, scale):
-        return self.step(x, pred, i, generator) + scale * grad

@@ -94,3 +94,5 @@ def check_output(out: Any, n: int, name: str) -> Tensor:
 
 
 from .image import ClassifierLogProb, JPEGCompressibility  # noqa: E402  (image rewards; Pillow is imported lazily)
+
+__all__ = ["Reward", "WeightedSum", "reward", "as_reward", "check_output", "JPEGCompressibility", "ClassifierLogProb"]

@@ -118,7 +118,7 @@ register_task(Task(
     "classifier guidance through the SVDD-MC value net. Naturalness: Frechet distance to the test set.",
     _fashion("compress"),
     methods={**_FASHION_METHODS, "dps": {"method": "dps", "target": "value", "value": "task", "scale": 0.1},
-             "smc": {"method": "smc", "alpha": 0.01}, "svdd-mc": {"method": "svdd", "M": 20, "value": "task"},
+             "smc": {"method": "smc", "alpha": 0.05}, "svdd-mc": {"method": "svdd", "M": 20, "value": "task"},
              "svdd-pm": {"method": "svdd", "M": 20}, "svdd-r": {"method": "svdd-r", "M": 20}},
     num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
 
@@ -127,7 +127,8 @@ register_task(Task(
     "(class by --class, default 'Ankle boot'): conditional generation from an unconditional model. Held-out check: "
     "a second classifier of another architecture. Naturalness: Frechet distance to the test set.",
     _fashion("class"),
-    methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.5}, "smc": {"method": "smc", "alpha": 1.0},
+    methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.03}, "dps-strong": {"method": "dps", "scale": 0.1},
+             "smc": {"method": "smc", "alpha": 2.0},
              "svdd-mc": {"method": "svdd", "M": 20, "value": "task"}, "svdd-pm": {"method": "svdd", "M": 20},
              "svdd-r": {"method": "svdd-r", "M": 20}},
     num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
