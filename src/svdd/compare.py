@@ -84,6 +84,8 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
                     torch.save(rec, path)
+            elif rec.get("samples") is not None:  # cached run: metrics are cheap functions of its samples
+                rec["metrics"] = {k: f(rec["samples"]) for k, f in spec.set_metrics.items()}
             row.rewards.append(rec["rewards"])
             if rec["eval_rewards"] is not None:
                 row.eval_rewards.append(rec["eval_rewards"])
@@ -106,7 +108,7 @@ def _reference_row(spec: TaskSpec, seeds, num_samples: int) -> MethodRow:
     """The same statistics for real data (e.g. random test images): where the data itself sits, at zero cost."""
     row = MethodRow("test-data", {"method": "real test images"})
     for seed in seeds:
-        x = spec.reference(num_samples, seed)
+        x = spec.reference(num_samples, seed).to(getattr(spec.model, "device", "cpu"))  # where the rewards live
         with torch.no_grad():
             row.rewards.append(torch.as_tensor(spec.reward(x)).double().cpu().numpy())
             if spec.eval_reward is not None:
@@ -179,8 +181,11 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
     head += ["diversity", *(k[len("metric_"):] for k in extra), "network evals / sample", "reward evals / sample", "value evals / sample", "wall s / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
+    def num(v):  # three decimals, or three significant digits for values too small for them
+        return f"{v:.3f}" if v == 0 or abs(v) >= 0.01 or v != v else f"{v:.2e}"
+
     def ci(d, k):
-        return f"{d[k]:.3f} [{d[k + '_lo']:.3f}, {d[k + '_hi']:.3f}]"
+        return f"{num(d[k])} [{num(d[k + '_lo'])}, {num(d[k + '_hi'])}]"
 
     for d in summary:
         cells = [d["method"], ci(d, "reward_median"), ci(d, "reward_p90")]

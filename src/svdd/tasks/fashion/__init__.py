@@ -6,8 +6,8 @@
   compressibility); gradient guidance uses the differentiable SVDD-MC value net instead (classifier guidance);
 * ``fashion-class``: reward = log p(class | image) of a CNN classifier trained here -- conditional generation from
   the unconditional model; the held-out check is a second classifier of another architecture and seed;
-* naturalness: Fréchet distance between samples and the 10,000 test images in the 128-d feature space of the
-  evaluation classifier (lower is better).
+* naturalness: Fréchet distance between samples and the 10,000 test images (``fashion-class``: the 1,000 test
+  images of the target class) in the 128-d feature space of the evaluation classifier (lower is better).
 Retrain everything with ``python -m svdd.tasks.fashion.train ...``; records sit next to the weights.
 """
 
@@ -86,12 +86,15 @@ def _features(x: torch.Tensor) -> torch.Tensor:
         return torch.cat([net.features(x[a:a + 1000].clamp(-1, 1)) for a in range(0, x.shape[0], 1000)]).double()
 
 
-def test_feature_stats() -> tuple[torch.Tensor, torch.Tensor]:
-    if "test_stats" not in _CACHE:
+def test_feature_stats(target: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and covariance of the evaluation features of the test images (of one class when ``target`` is set)."""
+    key = f"test_stats_{target}"
+    if key not in _CACHE:
         from .data import load_split
-        f = _features(load_split("test")[0])
-        _CACHE["test_stats"] = (f.mean(0), torch.cov(f.T))
-    return _CACHE["test_stats"]
+        x, y = load_split("test")
+        f = _features(x if target is None else x[y == target])
+        _CACHE[key] = (f.mean(0), torch.cov(f.T))
+    return _CACHE[key]
 
 
 def frechet_distance(mu1, cov1, mu2, cov2) -> float:
@@ -106,17 +109,19 @@ def _sqrtm_psd(a: torch.Tensor) -> torch.Tensor:
     return (v * w.clamp(min=0).sqrt()) @ v.T
 
 
-def fd_to_test(x: torch.Tensor) -> float:
-    """Fréchet distance between samples and the test set in the evaluation classifier's feature space."""
+def fd_to_test(x: torch.Tensor, target: int | None = None) -> float:
+    """Fréchet distance between samples and the test set (its images of class ``target`` when set) in the
+    evaluation classifier's feature space."""
     f = _features(x)
-    mu, cov = test_feature_stats()
+    mu, cov = test_feature_stats(target)
     return frechet_distance(f.mean(0), torch.cov(f.T), mu, cov)
 
 
-def test_images(n: int, seed: int) -> torch.Tensor:
-    """n random test images (the reference row of the comparison)."""
+def test_images(n: int, seed: int, target: int | None = None) -> torch.Tensor:
+    """n random test images, of class ``target`` when set (the reference row of the comparison)."""
     from .data import load_split
-    x = load_split("test")[0]
+    x, y = load_split("test")
+    x = x if target is None else x[y == target]
     return x[torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(1000 + seed))[:n]]
 
 
@@ -184,10 +189,12 @@ def build_spec(kind: str, num_steps: int = 50, target: Any = "Ankle boot", sched
                         **files)
     k = parse_class(target)
     value = ClassValue(nets["value_class"], k) if "value_class" in nets else None
+    files["reference"] = lambda n, seed: test_images(n, seed, k)
     return TaskSpec(model, ClassifierLogProb(nets["classifier"], k, class_names=CLASSES),
                     eval_reward=ClassifierLogProb(nets["evaluator"], k, name=f"held-out log p({CLASSES[k]})",
                                                   class_names=CLASSES),
-                    value_net=value, set_metrics={**metrics, "class_accuracy_heldout": lambda x: _accuracy(x, k)},
+                    value_net=value, set_metrics={"frechet_distance_to_class": lambda x: fd_to_test(x, k),
+                                                  "class_accuracy_heldout": lambda x: _accuracy(x, k)},
                     **files)
 
 
