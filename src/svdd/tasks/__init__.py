@@ -125,7 +125,7 @@ register_task(Task(
 register_task(Task(
     "fashion-class", "Fashion-MNIST 32x32, same model; reward: log p(class | image) of a CNN classifier trained here "
     "(class by --class, default 'Ankle boot'): conditional generation from an unconditional model. Held-out check: "
-    "a second classifier of another architecture. Naturalness: Frechet distance to the test set.",
+    "a second classifier of another architecture. Naturalness: Frechet distance to the test images of the class.",
     _fashion("class"),
     methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.03}, "dps-strong": {"method": "dps", "scale": 0.1},
              "smc": {"method": "smc", "alpha": 2.0},
