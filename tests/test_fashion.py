@@ -121,3 +121,6 @@ def test_cli_class_task_option_and_bad_class(tmp_path, capsys):
     assert rc == 2 and "unknown Fashion-MNIST class 'hat'" in capsys.readouterr().err
     rc = main(["sample", "--task", "fashion-compress", "--task-option", "colour=red", "--out", str(tmp_path / "y")])
     assert rc == 2 and "colour" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        rc = main(["sample", "--task", "fashion-compress", "--device", "cuda", "--out", str(tmp_path / "z")])
+        assert rc == 2 and "no CUDA device" in capsys.readouterr().err

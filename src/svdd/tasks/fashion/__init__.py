@@ -180,6 +180,8 @@ def method_grid(samples: dict[str, torch.Tensor], rewards: dict[str, np.ndarray]
 def build_spec(kind: str, num_steps: int = 50, target: Any = "Ankle boot", scheduler: str = "ddim",
                eta: float = 1.0, device: str = "cpu") -> TaskSpec:
     import copy
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested, but this torch ({torch.__version__}) sees no CUDA device")
     nets = {k: copy.deepcopy(n).to(device) for k, n in load_networks().items()}
     model = load_model(num_steps, scheduler, eta, device)
     metrics = {"frechet_distance": fd_to_test}
