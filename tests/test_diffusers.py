@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-diffusers = pytest.importorskip("diffusers")
+diffusers = pytest.importorskip("diffusers", reason="image support needs the optional dependencies: pip install 'svdd[images]'")
 
 import svdd  # noqa: E402
 from svdd.models.diffusers_adapter import DiffusersModel, StableDiffusionModel  # noqa: E402
@@ -171,7 +171,7 @@ def test_classifier_reward_is_log_softmax_and_checks_the_class():
 # Stable Diffusion -------------------------------------------------------------------------------------------------
 def tiny_sd_pipeline(tmp_path):
     """A randomly initialised Stable Diffusion pipeline (UNet, VAE, CLIP text encoder, tokenizer) from configs."""
-    transformers = pytest.importorskip("transformers")
+    transformers = pytest.importorskip("transformers", reason="image support needs the optional dependencies: pip install 'svdd[images]'")
     torch.manual_seed(0)
     unet = diffusers.UNet2DConditionModel(
         block_out_channels=(8, 16), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,

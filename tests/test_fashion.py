@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("diffusers")
+pytest.importorskip("diffusers", reason="image support needs the optional dependencies: pip install 'svdd[images]'")
 
 import svdd  # noqa: E402
 from svdd.cli import main  # noqa: E402

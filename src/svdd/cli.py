@@ -115,13 +115,14 @@ def cmd_compare(args) -> int:
         fields = {f.name for f in dataclasses.fields(METHODS[o["method"]])}
         methods[label] = {**o, **_method_options(args, fields)}
     seeds = _ints(args.seeds) if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
-    spec = task.make(**_task_options(args))
+    task_options = _task_options(args)
+    spec = task.make(**task_options)
     n = args.num_samples or (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
                           progress=_progress(args), cache=Path(args.out) / "runs")
     summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
-                "task_options": _task_options(args)}
+                "task_options": task_options}
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
     print(table)
     print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")

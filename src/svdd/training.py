@@ -3,12 +3,19 @@ reward onto every noisy state along the way, with time as input: minimise Î£_i Î
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 
 from .engine import Engine
 from .rewards import as_reward
+
+
+def warmup_cosine(base_lr: float, step: int, frac: float, *, warmup: int = 500, floor: float = 0.1) -> float:
+    """Learning rate of time-budgeted training: linear warm-up over ``warmup`` steps, then cosine decay in the
+    elapsed fraction ``frac`` of the budget down to ``floor`` * base_lr."""
+    return base_lr * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import torch
 
 from .base import DiffusionModel, GradientGuidance, Tensor
+from .gaussian import x0_from_output
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerAncestralDiscreteScheduler")
 _DETERMINISTIC = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "LCMScheduler",
@@ -131,12 +132,7 @@ class DiffusersModel(GradientGuidance, DiffusionModel):
                 return (xf - sigma * pred).to(x.dtype)
             return (pred * (-sigma / (sigma**2 + 1) ** 0.5) + xf / (sigma**2 + 1)).to(x.dtype)
         a = float(self.alphas_cumprod[int(self.timesteps[i])])
-        if self.prediction == "epsilon":
-            x0 = (x - math.sqrt(1 - a) * pred) / math.sqrt(a)
-        elif self.prediction == "sample":
-            x0 = pred
-        else:
-            x0 = math.sqrt(a) * x - math.sqrt(1 - a) * pred
+        x0 = x0_from_output(x, pred, math.sqrt(a), math.sqrt(1 - a), self.prediction)
         return x0.clamp(-self.clip, self.clip) if self.clip is not None else x0
 
     def noise_std(self, i: int) -> float:

@@ -32,6 +32,16 @@ def make_alphas_cumprod(schedule: str, num_train_steps: int, beta_start: float =
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def x0_from_output(x: Tensor, pred: Tensor, sa, s1, prediction: str) -> Tensor:
+    """x̂0 from a network output at sqrt(ᾱ) = sa, sqrt(1 − ᾱ) = s1: Tweedie for epsilon, the output itself for
+    'sample', and sa·x − s1·v for v-prediction (v = sa·ε − s1·x0)."""
+    if prediction == "epsilon":
+        return (x - s1 * pred) / sa
+    if prediction == "sample":
+        return pred
+    return sa * x - s1 * pred
+
+
 class GaussianDiffusion(GradientGuidance, DiffusionModel):
     """A continuous diffusion model around ``network(x, t) -> output`` (t: long tensor of training timesteps).
 
@@ -115,12 +125,13 @@ class GaussianDiffusion(GradientGuidance, DiffusionModel):
     def eps_x0(self, x: Tensor, pred: Tensor, i: int) -> tuple[Tensor, Tensor]:
         """Noise and clean-sample estimates (ε̂, x̂0) from the network output (Tweedie for epsilon-prediction)."""
         sa, s1 = self._coef(i, x)
+        x0 = x0_from_output(x, pred, sa, s1, self.prediction)
         if self.prediction == "epsilon":
-            eps, x0 = pred, (x - s1 * pred) / sa
+            eps = pred
         elif self.prediction == "sample":
-            x0, eps = pred, (x - sa * pred) / s1
-        else:  # v = sqrt(abar) eps - sqrt(1 - abar) x0
-            x0, eps = sa * x - s1 * pred, s1 * x + sa * pred
+            eps = (x - sa * pred) / s1
+        else:
+            eps = s1 * x + sa * pred
         if self.clip_denoised is not None:
             x0 = x0.clamp(-self.clip_denoised, self.clip_denoised)
             eps = (x - sa * x0) / s1

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...io import save_module
+from ...training import warmup_cosine
 from .data import CELL_TYPES, load_dhs
 from .metrics import auroc, gc_content, kmer_freq
 from .networks import ConvOracle, DilatedDenoiser, DilatedResOracle, ValueNet, hepg2_logit
@@ -61,7 +62,7 @@ def train_denoiser(args) -> None:
 
     while time.time() - t0 < budget:
         frac = (time.time() - t0) / budget
-        lr = args.lr * min(1.0, (step + 1) / 500) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = warmup_cosine(args.lr, step, frac, floor=0.1)
         for pg in opt.param_groups:
             pg["lr"] = lr
         idx = torch.randint(0, train.shape[0], (args.batch,), generator=g)

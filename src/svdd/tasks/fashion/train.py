@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import copy
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ...io import load_module, save_module
+from ...rewards.image import JPEGCompressibility
+from ...training import warmup_cosine
 from .data import load_split, provenance
 from .networks import SCHEDULER_CONFIG, UNET_CONFIG, Classifier, ResClassifier
 
@@ -63,7 +64,7 @@ def train_ddpm(args) -> None:
     running = None
     while time.time() - t0 < budget:
         frac = (time.time() - t0) / budget
-        lr = args.lr * min(1.0, (step + 1) / 500) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * frac)))
+        lr = warmup_cosine(args.lr, step, frac, floor=0.05)
         for pg in opt.param_groups:
             pg["lr"] = lr
         idx = torch.randint(0, x_train.shape[0], (args.batch,), device=dev)
@@ -149,7 +150,6 @@ def _class_logp(x: torch.Tensor, net) -> torch.Tensor:
 def _targets(kind: str, x0: torch.Tensor, nets) -> torch.Tensor:
     """Compressibility (n,) or log p(c | x0) for all ten classes (n, 10), clamped at CLASS_FLOOR."""
     if kind == "compress":
-        from ...rewards.image import JPEGCompressibility
         return JPEGCompressibility(95)(x0).float()
     return _class_logp(x0, nets["classifier"]).clamp(min=CLASS_FLOOR)
 
@@ -173,7 +173,6 @@ def train_value(args) -> None:
     t0 = time.time()
     model = load_model(args.steps)
     nets = {"classifier": load_module(Classifier, WEIGHTS / "classifier_reward")} if "class" in args.rewards else {}
-    from ...rewards.image import JPEGCompressibility
     jpeg = JPEGCompressibility(95)
     cache = Path(args.rollout_cache) if args.rollout_cache else None
     if cache is not None and cache.exists():
@@ -241,7 +240,7 @@ def train_value(args) -> None:
         save_module(results[best]["net"], WEIGHTS / f"value_{kind}", rec)
         records[kind] = rec
         print(f"value_{kind}: shipped the '{best}' net", flush=True)
-    (WEIGHTS.parent / "weights" / "value_comparison.json").write_text(json.dumps(
+    (WEIGHTS / "value_comparison.json").write_text(json.dumps(
         {k: r["comparison"] for k, r in records.items()}, indent=2) + "\n")
 
 
@@ -249,7 +248,6 @@ def evaluate_model(args) -> None:
     """Quality of the shipped DDPM: Fréchet distance (evaluation-classifier features) of N samples to the test set,
     next to N training images (the floor at this N) and N uniform-noise images, plus a sample grid."""
     from ... import sample
-    from ...rewards.image import JPEGCompressibility
     from . import fd_to_test, load_model, load_networks, save_grid
     t0 = time.time()
     model = load_model(args.steps, device=args.device)
