@@ -25,8 +25,9 @@ def state_index(x: torch.Tensor) -> torch.Tensor:
 
 
 class Problem:
-    def __init__(self, seed: int = 0, num_steps: int = 4, reward_scale: float = 2.0):
+    def __init__(self, seed: int = 0, num_steps: int = 4, reward_scale: float = 2.0, first_token=None):
         rng = np.random.default_rng(seed)
+        self.first_token = None if first_token is None else np.asarray(first_token, dtype=float)
         self.p = rng.dirichlet(np.full(V**L, 0.8))  # data distribution over the 64 clean sequences
         self.r = rng.uniform(0, reward_scale, V**L)  # reward table
         self.clean = [s for s in STATES if MASK not in s]
@@ -74,8 +75,13 @@ class Problem:
         return P
 
     def start(self) -> np.ndarray:
+        """The sampler's law at level 0: all masked, unless ``first_token`` (a law over the first token) is set."""
         d = np.zeros(len(STATES))
-        d[INDEX[(MASK,) * L]] = 1.0
+        if self.first_token is None:
+            d[INDEX[(MASK,) * L]] = 1.0
+        else:
+            for a, q in enumerate(self.first_token):
+                d[INDEX[(a,) + (MASK,) * (L - 1)]] = q
         return d
 
     def pretrained_dist(self) -> np.ndarray:
@@ -83,6 +89,10 @@ class Problem:
         for P in self.kernels:
             d = d @ P
         return d[CLEAN]
+
+    def normalizer(self, alpha: float) -> float:
+        """Z = E_pre[exp(r(x0)/alpha)] under the chain from ``start``."""
+        return float(self.pretrained_dist() @ np.exp(self.r / alpha))
 
     def reward_full(self) -> np.ndarray:
         r = np.zeros(len(STATES))

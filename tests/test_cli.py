@@ -68,3 +68,76 @@ def test_frontier_writes_table_and_figure(tmp_path, capsys):
     bon = {r["M"]: float(r["reward_evals_per_sample"]) for r in rows if r["family"] == "best-of-n"}
     assert bon == {"1": 1.0, "4": 4.0}
     assert (out / "frontier.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# method options: --M / --alpha / --set ------------------------------------------------------------------------------
+@pytest.fixture
+def cold_task(monkeypatch):
+    """toy-motif with a task entry that differs from another only in alpha (like dna-enhancer's smc-cold)."""
+    from svdd.tasks import TASKS, Task
+    task = Task("toy-cold", "toy-motif with smc and smc-cold", TASKS["toy-motif"].build,
+                methods={"pretrained": {"method": "pretrained"}, "smc": {"method": "smc", "alpha": 0.5},
+                         "smc-cold": {"method": "smc", "alpha": 0.25}, "svdd-pm": {"method": "svdd", "M": 4}})
+    monkeypatch.setitem(TASKS, task.name, task)
+    return task
+
+
+def _methods(out):
+    return json.loads((out / "summary.json").read_text())["methods"]
+
+
+def test_compare_refuses_an_override_that_merges_two_task_entries(tmp_path, capsys, cold_task):
+    assert main(["compare", "--task", "toy-cold", "--alpha", "0.5", "--quiet", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "alpha=0.5 would make 'smc' and 'smc-cold' identical" in err and "alpha 0.5 and 0.25" in err
+    assert "--methods" in err and not (tmp_path / "a").exists()
+    # naming one of them applies the override; --M reaches every method that has M and only those
+    out = tmp_path / "b"
+    assert main(["compare", "--task", "toy-cold", "--methods", "pretrained,smc-cold,svdd-pm", "--alpha", "0.5",
+                 "--M", "2", "--num-samples", "4", "--seeds", "0", "--quiet", "--out", str(out)]) == 0
+    m = _methods(out)
+    assert m["pretrained"] == {"method": "pretrained"}
+    assert m["smc-cold"]["alpha"] == 0.5 and "M" not in m["smc-cold"]
+    assert m["svdd-pm"]["M"] == 2 and m["svdd-pm"]["alpha"] == 0.5
+    settings = json.loads((out / "summary.json").read_text())["settings"]
+    assert settings["method_overrides"] == {"alpha": 0.5, "M": 2}
+
+
+def test_compare_set_skips_methods_without_the_option(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--task", "toy-motif", "--methods", "pretrained,svdd-pm", "--set", "select_every=2",
+                 "--num-samples", "4", "--seeds", "0", "--quiet", "--out", str(out)]) == 0
+    m = _methods(out)
+    assert m["pretrained"] == {"method": "pretrained"} and m["svdd-pm"]["select_every"] == 2
+    assert main(["compare", "--task", "toy-motif", "--methods", "pretrained,svdd-pm", "--set", "selct_every=2",
+                 "--quiet", "--out", str(tmp_path / "typo")]) == 2
+    assert "no compared method has option(s) ['selct_every']" in capsys.readouterr().err
+
+
+def test_sample_refuses_options_its_method_does_not_have(tmp_path, capsys):
+    for extra in (["--M", "3"], ["--set", "select_every=2"]):
+        assert main(["sample", "--task", "toy-motif", "--method", "pretrained", *extra, "--quiet",
+                     "--out", str(tmp_path)]) == 2
+        assert "method 'pretrained' has no option(s)" in capsys.readouterr().err
+    assert main(["frontier", "--task", "toy-motif", "--M", "3", "--quiet", "--out", str(tmp_path)]) == 2
+    assert "frontier sweeps M over --Ms" in capsys.readouterr().err
+
+
+def test_sample_run_json_holds_the_task_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(["sample", "--task", "toy-motif", "--method", "svdd", "--M", "2", "--num-samples", "4", "--quiet",
+                 "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["task"]["task"] == "toy-motif" and run["task"]["reward"] == "tata-pwm"
+    assert run["config"]["method"]["M"] == 2 and run["summary"]["num_samples"] == 4
+
+
+def test_internal_type_errors_are_not_swallowed(tmp_path, monkeypatch):
+    import svdd.tasks
+
+    def broken(name):
+        raise TypeError("an internal bug")
+
+    monkeypatch.setattr(svdd.tasks, "get_task", broken)
+    with pytest.raises(TypeError, match="an internal bug"):
+        main(["sample", "--task", "toy-motif", "--quiet", "--out", str(tmp_path)])

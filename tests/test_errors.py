@@ -13,7 +13,8 @@ from conftest import TinyMLP, gauss_reward
                                         ({"M": 2.5}, "M must be an int >= 1, got 2.5"),
                                         ({"alpha": -0.1}, r"alpha must be >= 0, got -0.1"),
                                         ({"select_every": 0}, "select_every"),
-                                        ({"select_window": (5, 2)}, "select_window")])
+                                        ({"select_window": (5, 2)}, "select_window"),
+                                        ({"select_window": 3}, "select_window must be .start, stop.")])
 def test_bad_svdd_options(gauss_model, opts, match):
     with pytest.raises(ValueError, match=match):
         svdd.sample(gauss_model, gauss_reward, "svdd", **opts)
@@ -33,7 +34,7 @@ def test_bad_num_samples(gauss_model, n):
 def test_unknown_method_and_option(gauss_model):
     with pytest.raises(ValueError, match="unknown method 'svd'"):
         svdd.sample(gauss_model, gauss_reward, "svd")
-    with pytest.raises(TypeError, match=r"no option\(s\) \['temperature'\]"):
+    with pytest.raises(ValueError, match=r"no option\(s\) \[.temperature.\]"):
         svdd.sample(gauss_model, gauss_reward, "svdd", temperature=1.0)
 
 

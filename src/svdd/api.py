@@ -7,14 +7,15 @@ from typing import Any
 
 
 from .engine import Engine
-from .methods import Method, get_method
+from .methods import Method, drive, get_method
 from .models.base import check_model
 from .result import SampleResult
 from .rewards import as_reward
 
 
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
-           max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, **method_options) -> SampleResult:
+           max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, callback=None,
+           **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -26,6 +27,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         max_batch: most rows per network / reward call; bounds peak memory.
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
+        callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
+            to stop there (the samples are then the model's x̂0 of the current states).
     """
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -38,11 +41,12 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         raise TypeError(f"method must be a name or a svdd method config, got {type(method).__name__}")
     reward = as_reward(reward)
     method.check(model, reward)
+    model = method.wrap_model(model, reward)
     if progress is None:
         import sys
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0)
-    samples, rewards, diag, x0s = method.run(engine, num_samples)
+    samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures
     if f.failed_rewards:
@@ -52,7 +56,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         if f.first_error:
             msg += f" (first error: {f.first_error})"
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
-    config = {"method": method.to_dict(), "model": type(model).__name__, "num_steps": model.num_steps,
+    model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
+    config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
               "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch}
     return SampleResult(samples=samples, rewards=rewards.double(), diagnostics=diag, cost=cost, config=config,
-                        x0_estimates=x0s)
+                        x0_estimates=x0s, log_z=method.log_normalizer(state))

@@ -53,18 +53,47 @@ def cmd_tasks(args) -> int:
     return 0
 
 
-def _method_options(args, fields: set[str]) -> dict:
-    opts = {}
-    for k in ("M", "alpha"):
-        v = getattr(args, k, None)
-        if v is not None and k in fields:
-            opts[k] = v
+def _overrides(args) -> dict:
+    """The method options given by --M, --alpha and --set (--set wins)."""
+    opts = {k: getattr(args, k) for k in ("M", "alpha") if getattr(args, k, None) is not None}
     opts.update(_options(args.set))
     return opts
 
 
-def cmd_sample(args) -> int:
+def _fields(method: str) -> set[str]:
     import dataclasses
+
+    from .methods import METHODS
+    return {f.name for f in dataclasses.fields(METHODS[method])}
+
+
+def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dict]:
+    """`compare`'s rule: an override goes to every compared method that has the option and is skipped by the others;
+    an option that none of them has, or an override that makes two compared methods identical, is an error."""
+    out, used = {}, set()
+    for label, entry in methods.items():
+        mine = {k: v for k, v in overrides.items() if k in _fields(entry["method"])}
+        used |= set(mine)
+        out[label] = {**entry, **mine}
+    unused = sorted(set(overrides) - used)
+    if unused:
+        have = {label: entry["method"] for label, entry in methods.items()}
+        raise ValueError(f"no compared method has option(s) {unused}; compared: {have}")
+    labels = list(out)
+    for k, a in enumerate(labels):
+        for b in labels[k + 1:]:
+            if out[a] == out[b] and methods[a] != methods[b]:
+                ea, eb = methods[a], methods[b]
+                keys = sorted(key for key in set(ea) | set(eb) if ea.get(key) != eb.get(key))
+                was = "; ".join(f"{key} {ea.get(key, 'default')} and {eb.get(key, 'default')}" for key in keys)
+                given = ", ".join(f"{key}={overrides[key]!r}" for key in keys)
+                raise ValueError(f"{given} would make {a!r} and {b!r} identical (the task compares them at {was}); "
+                                 f"leave the option out, or pick one of them with --methods")
+    return out
+
+
+def cmd_sample(args) -> int:
+    import json
 
     import torch
 
@@ -74,12 +103,18 @@ def cmd_sample(args) -> int:
     task = get_task(args.task)
     if args.method not in METHODS:
         raise SystemExit(f"svdd: unknown method {args.method!r}; expected one of {sorted(METHODS)}")
+    opts = _overrides(args)
+    fields = _fields(args.method)
+    bad = sorted(set(opts) - fields)
+    if bad:
+        raise ValueError(f"method {args.method!r} has no option(s) {bad}; its options: {sorted(fields)}")
     spec = task.make(**_task_options(args))
-    fields = {f.name for f in dataclasses.fields(METHODS[args.method])}
-    opts = _method_options(args, fields)
     res = sample(spec.model, spec.reward, args.method, num_samples=args.num_samples or task.num_samples,
                  seed=args.seed, max_batch=args.max_batch, progress=_progress(args), **spec.resolve(opts))
     out = res.save(args.out)
+    run = json.loads((out / "run.json").read_text())
+    run["task"] = spec.config
+    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
     if spec.write_samples is not None:
         rewards = {spec.reward.name: res.rewards}
         if spec.eval_reward is not None:
@@ -98,8 +133,6 @@ def cmd_sample(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    import dataclasses
-
     from .compare import run_comparison, summarize, write_outputs
     from .methods import METHODS
     from .tasks import get_task
@@ -111,9 +144,8 @@ def cmd_compare(args) -> int:
         if bad:
             raise SystemExit(f"svdd: unknown method(s) {bad}; task methods: {list(methods)}; all: {sorted(METHODS)}")
         methods = {m: methods.get(m, {"method": m}) for m in wanted}
-    for label, o in methods.items():
-        fields = {f.name for f in dataclasses.fields(METHODS[o["method"]])}
-        methods[label] = {**o, **_method_options(args, fields)}
+    overrides = _overrides(args)
+    methods = _apply_overrides(methods, overrides)
     seeds = _ints(args.seeds) if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
     task_options = _task_options(args)
     spec = task.make(**task_options)
@@ -122,7 +154,7 @@ def cmd_compare(args) -> int:
                           progress=_progress(args), cache=Path(args.out) / "runs")
     summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
-                "task_options": task_options}
+                "task_options": task_options, "method_overrides": overrides}
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
     print(table)
     print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
@@ -133,9 +165,12 @@ def cmd_frontier(args) -> int:
     from .compare import run_frontier
     from .tasks import get_task
     task = get_task(args.task)
+    bad = sorted(set(_overrides(args)) - {"alpha"})
+    if bad:
+        raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
     spec = task.make(**_task_options(args))
     table = run_frontier(task, spec, _ints(args.Ms), num_samples=args.num_samples or 64, seed=args.seed,
-                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args))
+                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args), smc_alpha=args.alpha)
     print(table)
     print(f"\nwritten: {args.out}/frontier.md, frontier.csv, frontier.png")
     return 0
@@ -150,27 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--task", required=True, help="task name (see `svdd tasks`)")
         sp.add_argument("--num-samples", type=int, default=None, help="samples per method (default: the task's)")
         sp.add_argument("--max-batch", type=int, default=1024, help="most rows per network/reward call")
-        sp.add_argument("--M", type=int, default=None, help="candidates per step (methods that have M)")
-        sp.add_argument("--alpha", type=float, default=None, help="temperature (methods that have alpha)")
-        sp.add_argument("--set", action="append", metavar="KEY=VALUE", help="any other method option, repeatable")
+        sp.add_argument("--M", type=int, default=None, help="candidates per step M (see the method options rule)")
+        sp.add_argument("--alpha", type=float, default=None, help="temperature alpha (see the method options rule)")
+        sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                        help="any other method option, repeatable (see the method options rule)")
         sp.add_argument("--class", dest="klass", default=None, help="target class of class-reward tasks (index or name)")
         sp.add_argument("--device", default=None, help="torch device of tasks that take one (e.g. cuda)")
         sp.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="any other task option, repeatable")
         sp.add_argument("--out", required=True, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    s = sub.add_parser("sample", help="run one method on one task")
+    s = sub.add_parser("sample", help="run one method on one task", description="Run one method on one task. "
+                       "Method options rule: --M, --alpha and --set are options of --method; one it does not have "
+                       "is an error naming it.")
     common(s)
     s.add_argument("--method", default="svdd", help="pretrained, best-of-n, svdd, smc, svdd-r, dps")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sample)
-    c = sub.add_parser("compare", help="run several methods on one task and write a table and a histogram")
+    c = sub.add_parser("compare", help="run several methods on one task and write a table and a histogram",
+                       description="Run several methods on one task; write a table and a histogram. Method options "
+                       "rule: --M, --alpha and --set KEY=VALUE override that option in every compared method that has "
+                       "it (the task's entries included) and are skipped by methods without it; an option that no "
+                       "compared method has is an error, and so is an override that would make two compared methods "
+                       "identical (e.g. --alpha on dna-enhancer, whose 'smc' and 'smc-cold' differ only in alpha): "
+                       "then pick one of them with --methods.")
     common(c)
     c.add_argument("--methods", default=None, help="comma-separated subset (default: the task's list)")
     c.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; --quick: the task's)")
     c.add_argument("--quick", action="store_true", help="the task's quick setting (fewer samples and seeds)")
     c.set_defaults(func=cmd_compare)
-    f = sub.add_parser("frontier", help="reward versus cost for SVDD and Best-of-N at several M, and SMC")
+    f = sub.add_parser("frontier", help="reward versus cost for SVDD and Best-of-N at several M, and SMC",
+                       description="Reward versus cost for SVDD and Best-of-N at each M of --Ms, and SMC. Method "
+                       "options rule: --alpha sets SMC's alpha (default: the task's); --M and --set are errors.")
     common(f)
     f.add_argument("--Ms", default="1,2,5,10,20,40", help="comma-separated candidate counts")
     f.add_argument("--seed", type=int, default=0)
@@ -182,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError) as exc:  # bad input; anything else is a bug and keeps its traceback
         print(f"svdd: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # e.g. `svdd tasks | head`

@@ -67,6 +67,9 @@ class Engine:
         self.cost = Cost()
         self.failures = Failures()
         device = getattr(model, "device", "cpu")
+        bind = getattr(model, "bind_cost", None)  # models that call a reward / value net themselves (guidance)
+        if bind is not None:
+            bind(self.cost)
         self.gen = {k: torch.Generator(device=device).manual_seed(self.seed + off) for k, off in SEED_OFFSETS.items()}
         self._t0 = time.perf_counter()
 
@@ -74,35 +77,36 @@ class Engine:
     def discrete(self) -> bool:
         return bool(getattr(self.model, "discrete", False))
 
-    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, dedup: bool) -> tuple[Tensor, int]:
-        """Apply ``fn`` to the rows of x in chunks of max_batch (distinct rows only when ``dedup``)."""
+    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of max_batch.
+        Returns the outputs of the evaluated rows and the inverse index (None: every row was evaluated)."""
         inverse = None
-        if dedup and self.discrete and x.shape[0] > 1:
+        if self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x)
         outs = [fn(x[a:a + self.max_batch]) for a in range(0, x.shape[0], self.max_batch)]
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
-        return (out if inverse is None else out[inverse]), x.shape[0]
+        return (torch.cat(outs) if len(outs) > 1 else outs[0]), inverse
 
     def predict(self, x: Tensor, i: int) -> Tensor:
         with torch.no_grad():
-            out, rows = self._map(lambda c: self.model.predict(c, i), x, dedup=True)
-        self.cost.network_evals += rows
-        return out
+            out, inverse = self._map(lambda c: self.model.predict(c, i), x)
+        self.cost.network_evals += out.shape[0]
+        return out if inverse is None else out[inverse]
 
     def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
         with torch.no_grad():
-            out, rows = self._map(fn, x, dedup=True)
-        self.cost.value_evals += rows
-        return out.double()
+            out, inverse = self._map(fn, x)
+        self.cost.value_evals += out.shape[0]
+        out = out.double()
+        return out if inverse is None else out[inverse]
 
     def rewards(self, x0: Tensor) -> Tensor:
-        """Rewards of clean samples as float64, NaN where the reward raised or returned NaN."""
+        """Rewards of clean samples as float64, NaN where the reward raised or returned NaN. Calls and failures are
+        both counted in distinct evaluated rows."""
         with torch.no_grad():
-            out, rows = self._map(self._reward_chunk, x0, dedup=True)
-        self.cost.reward_evals += rows
-        bad = int(torch.isnan(out).sum())
-        self.failures.failed_rewards += bad
-        return out
+            out, inverse = self._map(self._reward_chunk, x0)
+        self.cost.reward_evals += out.shape[0]
+        self.failures.failed_rewards += int(torch.isnan(out).sum())
+        return out if inverse is None else out[inverse]
 
     def _reward_chunk(self, x: Tensor) -> Tensor:
         name = self.reward.name

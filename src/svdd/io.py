@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -35,3 +36,36 @@ def load_module(cls, stem: str | Path) -> torch.nn.Module:
 
 def read_record(stem: str | Path) -> dict[str, Any]:
     return json.loads(Path(stem).with_suffix(".json").read_text())["record"]
+
+
+def _update(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def tensor_hash(t: torch.Tensor | None) -> str | None:
+    """First 16 hex digits of a sha256 over a tensor's dtype, shape and bytes; None for None."""
+    if t is None:
+        return None
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"tensor_hash expects a tensor or None, got {type(t).__name__}")
+    h = hashlib.sha256()
+    _update(h, t)
+    return h.hexdigest()[:16]
+
+
+def weights_hash(module: Any) -> str | None:
+    """First 16 hex digits of a sha256 over a module's state_dict (keys in sorted order, each key with its tensor's
+    dtype, shape and bytes); None when ``module`` is not a ``torch.nn.Module`` or has no state."""
+    state = module.state_dict() if isinstance(module, torch.nn.Module) else {}
+    if not state:
+        return None
+    h = hashlib.sha256()
+    for key, t in sorted(state.items()):
+        h.update(key.encode())
+        if isinstance(t, torch.Tensor):
+            _update(h, t)
+        else:  # extra state
+            h.update(repr(t).encode())
+    return h.hexdigest()[:16]

@@ -25,13 +25,14 @@ class Diagnostics:
     all_failed: list[int] = field(default_factory=list)
     final_weights: Tensor | None = None  # SMC without a final resampling: normalised weights of the samples
 
-    def record(self, kept_values=None, ess=float("nan"), resampled=False, failed=0, all_failed=0):
-        if kept_values is not None:
-            self.kept_values.append(kept_values.detach().double().cpu())
-        self.ess.append(float(ess))
-        self.resampled.append(bool(resampled))
-        self.failed_candidates.append(int(failed))
-        self.all_failed.append(int(all_failed))
+    def add(self, info) -> None:
+        """Append one step's `StepInfo`."""
+        if info.kept_values is not None:
+            self.kept_values.append(info.kept_values.detach().double().cpu())
+        self.ess.append(float(info.ess))
+        self.resampled.append(bool(info.resampled))
+        self.failed_candidates.append(int(info.failed))
+        self.all_failed.append(int(info.all_failed))
 
     def summary(self) -> dict[str, Any]:
         return {"steps": len(self.ess), "resampling_events": int(sum(self.resampled)),
@@ -47,7 +48,8 @@ class SampleResult:
     diagnostics: Diagnostics
     cost: Cost
     config: dict[str, Any]
-    x0_estimates: Tensor | None = None  # (T, N, ...) x̂0 of the kept states after each step, on request
+    x0_estimates: Tensor | None = None  # (T + 1, N, ...) x̂0 of the kept states at levels 0..T, on request
+    log_z: float | None = None  # particle methods with potentials: log Ẑ, Ẑ unbiased for E_pre[exp(r/alpha)]
 
     def __len__(self) -> int:
         return self.samples.shape[0]
@@ -61,7 +63,8 @@ class SampleResult:
         return {"method": self.config.get("method", {}).get("name"), "num_samples": len(self),
                 "reward_median": med, "reward_p90": p90,
                 "reward_failed": int(torch.isnan(self.rewards).sum()),
-                "cost_per_sample": self.cost.per_sample(), "diagnostics": self.diagnostics.summary()}
+                "cost_per_sample": self.cost.per_sample(), "diagnostics": self.diagnostics.summary(),
+                "log_z": self.log_z}
 
     def save(self, folder: str | Path) -> Path:
         """Write samples.pt, rewards.csv and run.json (config, cost, summary) into ``folder``."""

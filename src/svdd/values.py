@@ -20,6 +20,8 @@ from .models.base import Tensor
 class ValueEstimator:
     #: whether the estimator needs the candidates' network outputs (then they are computed and reused next step)
     needs_prediction: bool = False
+    #: whether its value of a clean state (level T) is the reward itself (then it is not computed again)
+    reward_at_clean: bool = False
     name: str = "value"
 
     def __call__(self, engine, x: Tensor, pred: Tensor | None, i: int) -> Tensor:
@@ -33,6 +35,7 @@ class PosteriorMean(ValueEstimator):
     """SVDD-PM: v̂(x_i) = r(x̂0(x_i)), x̂0 evaluated on the candidate at its own level."""
 
     needs_prediction = True
+    reward_at_clean = True
     name = "posterior-mean"
 
     def __init__(self, num_completions: int = 1):
@@ -98,4 +101,4 @@ def as_value(obj: Any) -> ValueEstimator:
         return obj
     if isinstance(obj, torch.nn.Module):
         return LearnedValue(obj)
-    raise TypeError(f"value must be a ValueEstimator, a torch.nn.Module value net, or 'pm'; got {type(obj).__name__}")
+    raise ValueError(f"value must be a ValueEstimator, a torch.nn.Module value net, or 'pm'; got {type(obj).__name__}")

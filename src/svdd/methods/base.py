@@ -1,9 +1,20 @@
-"""Method configs and their registry. A method is a small dataclass with ``run(engine, num_samples)``."""
+"""Methods as step kernels on one driver (the blackjax ``init`` / ``step`` shape).
+
+A method is a small dataclass of options with three functions:
+
+* ``init(engine, n) -> State`` -- the first population at level 0 (and whatever the method carries with it);
+* ``step(engine, state, i) -> (State, StepInfo)`` -- one move from level ``i`` to ``i + 1``;
+* ``finish(engine, state) -> Final`` -- the samples and rewards to return (Best-of-N keeps its top N here).
+
+`drive` owns everything else: the loop, the progress bar, the diagnostics, the optional x̂0 history and a per-step
+``callback(i, state, info)`` that may return True to stop early (the samples are then the x̂0 of the current states).
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 
@@ -14,21 +25,66 @@ Tensor = torch.Tensor
 METHODS: dict[str, type["Method"]] = {}
 
 
+@dataclass(frozen=True)
+class State:
+    """What a method carries from one level to the next."""
+
+    x: Tensor  # states at ``level`` (one row per sample / particle)
+    pred: Tensor | None  # their network output (None at the clean level, or when the method needs none)
+    level: int = 0
+    values: Tensor | None = None  # value estimates of ``x`` at the last weighting point (float64)
+    rewards: Tensor | None = None  # rewards of ``x`` when already computed (clean level only)
+    log_weights: Tensor | None = None  # particle methods: log-weights since the last resampling
+    log_z: float = 0.0  # particle methods: running log normalising-constant estimate
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    """Diagnostics of one step; nothing here is needed to continue."""
+
+    kept_values: Tensor | None = None  # values of the states kept at a selection / weighting step
+    ess: float = float("nan")
+    resampled: bool = False
+    failed: int = 0  # candidates whose value failed (NaN / −inf)
+    all_failed: int = 0  # samples all of whose candidates failed (or particles, when a whole step failed)
+
+
+class Final(NamedTuple):
+    samples: Tensor
+    rewards: Tensor
+    index: Tensor | None = None  # which rows of the driven population were returned (Best-of-N); None = all
+
+
 def register(cls):
     METHODS[cls.name] = cls
     return cls
 
 
-@dataclasses.dataclass
+@dataclass
 class Method:
     name: ClassVar[str] = "method"
 
-    def run(self, engine, num_samples: int) -> tuple[Tensor, Tensor, Diagnostics, Tensor | None]:
-        """Return (samples, rewards, diagnostics, x̂0 history or None)."""
-        raise NotImplementedError
+    def init(self, engine, n: int) -> State:
+        raise NotImplementedError(f"method {self.name!r} does not implement init(engine, n)")
+
+    def step(self, engine, state: State, i: int) -> tuple[State, StepInfo]:
+        raise NotImplementedError(f"method {self.name!r} does not implement step(engine, state, i)")
+
+    def finish(self, engine, state: State) -> Final:
+        """Default: the states themselves, scored by the reward unless a step already did."""
+        rewards = state.rewards if state.rewards is not None else engine.rewards(state.x)
+        return Final(state.x, rewards)
 
     def check(self, model, reward) -> None:
         """Raise a clear error when this method cannot run with this model/reward."""
+
+    def wrap_model(self, model, reward):
+        """The model this method samples from (gradient guidance wraps it); default: the model itself."""
+        return model
+
+    def log_normalizer(self, state: State) -> float | None:
+        """An estimate of log Z = log E_pre[exp(r/alpha)] (particle methods with potentials); None otherwise."""
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name}
@@ -36,6 +92,53 @@ class Method:
             v = getattr(self, f.name)
             d[f.name] = v.config() if isinstance(v, ValueEstimator) else v
         return d
+
+
+Callback = Callable[[int, State, StepInfo], Any]
+
+
+def drive(method: Method, engine, num_samples: int, callback: Callback | None = None
+          ) -> tuple[Tensor, Tensor, Diagnostics, Tensor | None, State]:
+    """Run a method kernel from level 0 to the clean level T. Returns (samples, rewards, diagnostics, x̂0 history or
+    None, last state). ``callback(i, state, info)`` is called after every step; returning True stops the run there."""
+    model = engine.model
+    diag, hist = Diagnostics(), History(engine)
+    state = method.init(engine, num_samples)
+    hist.add(state)
+    for i in engine.trange(model.num_steps, method.name):
+        state, info = method.step(engine, state, i)
+        diag.add(info)
+        hist.add(state)
+        if callback is not None and callback(i, state, info):
+            if state.level < model.num_steps:  # stopped early: return the model's estimate of the clean samples
+                state = dataclasses.replace(state, x=model.denoise(state.x, state.pred, state.level), pred=None,
+                                            rewards=None)
+            break
+    out = method.finish(engine, state)
+    if diag.final_weights is None and state.log_weights is not None and not bool((state.log_weights == 0).all()):
+        from ..resampling import normalize
+        diag.final_weights = normalize(state.log_weights)
+    x0s = hist.tensor()
+    if x0s is not None and out.index is not None:
+        x0s = x0s[:, out.index]
+    return out.samples, out.rewards, diag, x0s, state
+
+
+class History:
+    """Optional x̂0 history of the states after every step (levels 0..T)."""
+
+    def __init__(self, engine):
+        self.engine, self.enabled, self.items = engine, engine.return_x0, []
+
+    def add(self, state: State) -> None:
+        if not self.enabled:
+            return
+        model, x = self.engine.model, state.x
+        clean = state.pred is None or state.level >= model.num_steps
+        self.items.append(x.clone() if clean else model.denoise(x, state.pred, state.level))
+
+    def tensor(self) -> Tensor | None:
+        return torch.stack(self.items) if self.enabled and self.items else None
 
 
 def get_method(name: str, **kwargs) -> Method:
@@ -47,7 +150,7 @@ def get_method(name: str, **kwargs) -> Method:
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(kwargs) - names)
     if bad:
-        raise TypeError(f"method {name!r} has no option(s) {bad}; its options are {sorted(names)}")
+        raise ValueError(f"method {name!r} has no option(s) {bad}; its options are {sorted(names)}")
     return cls(**kwargs)
 
 
@@ -72,22 +175,6 @@ def deterministic(model, i: int) -> bool:
     return bool(f(i)) if f is not None else False
 
 
-class History:
-    """Optional x̂0 history of the kept states."""
-
-    def __init__(self, engine):
-        self.engine, self.enabled, self.items = engine, engine.return_x0, []
-
-    def add(self, x: Tensor, pred: Tensor | None, level: int) -> None:
-        if not self.enabled:
-            return
-        model = self.engine.model
-        self.items.append(x.clone() if pred is None or level >= model.num_steps else model.denoise(x, pred, level))
-
-    def tensor(self) -> Tensor | None:
-        return torch.stack(self.items) if self.enabled and self.items else None
-
-
 def selects(method, i: int) -> bool:
     """Selection schedule: select at every ``select_every``-th step, only within steps [start, stop) of ``select_window``."""
     window = getattr(method, "select_window", None)
@@ -99,5 +186,23 @@ def selects(method, i: int) -> bool:
 def check_schedule(method) -> None:
     check_positive_int("select_every", method.select_every)
     w = method.select_window
-    if w is not None and (len(w) != 2 or not 0 <= w[0] < w[1]):
+    if w is not None and (not isinstance(w, (tuple, list)) or len(w) != 2
+                          or not all(isinstance(a, int) and not isinstance(a, bool) for a in w) or not 0 <= w[0] < w[1]):
         raise ValueError(f"select_window must be (start, stop) with 0 <= start < stop, got {w!r}")
+
+
+def failed(values: Tensor) -> Tensor:
+    """Where a value estimate failed (NaN or −inf)."""
+    return torch.isnan(values) | (values == -torch.inf)
+
+
+def start(engine, n: int) -> State:
+    """The common first state: n draws from the prior and their network output at level 0."""
+    x = engine.model.prior(n, engine.gen["model"])
+    return State(x=x, pred=engine.predict(x, 0))
+
+
+def advance(engine, x: Tensor, i: int) -> State:
+    """States that just reached level i + 1, with their network output (none at the clean level)."""
+    last = i + 1 == engine.model.num_steps
+    return State(x=x, pred=None if last else engine.predict(x, i + 1), level=i + 1)

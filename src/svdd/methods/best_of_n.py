@@ -6,20 +6,23 @@ import dataclasses
 
 import torch
 
-from .base import Method, check_positive_int, register
+from .base import Final, check_positive_int, register
 from .pretrained import Pretrained
 
 
 @register
 @dataclasses.dataclass
-class BestOfN(Method):
+class BestOfN(Pretrained):
     name = "best-of-n"
     M: int = 10
 
     def __post_init__(self):
         check_positive_int("M", self.M)
 
-    def run(self, engine, num_samples):
-        x, r, diag, hist = Pretrained().run(engine, num_samples * self.M)
-        keep = torch.nan_to_num(r, nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf).topk(num_samples).indices  # descending reward
-        return x[keep], r[keep], diag, (hist[:, keep] if hist is not None else None)
+    def init(self, engine, n):
+        return super().init(engine, n * self.M)
+
+    def finish(self, engine, state):
+        r = engine.rewards(state.x)
+        keep = torch.nan_to_num(r, nan=-torch.inf, posinf=torch.inf).topk(state.x.shape[0] // self.M).indices  # descending reward
+        return Final(state.x[keep], r[keep], keep)

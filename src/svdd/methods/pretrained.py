@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..result import Diagnostics
-from .base import History, Method, register
+from .base import Method, State, StepInfo, advance, register, start
 
 
 @register
@@ -13,14 +12,9 @@ from .base import History, Method, register
 class Pretrained(Method):
     name = "pretrained"
 
-    def run(self, engine, num_samples):
-        model, gen = engine.model, engine.gen["model"]
-        hist, diag = History(engine), Diagnostics()
-        x = model.prior(num_samples, gen)
-        for i in engine.trange(model.num_steps, self.name):
-            pred = engine.predict(x, i)
-            hist.add(x, pred, i)
-            x = model.step(x, pred, i, gen)
-            diag.record()
-        hist.add(x, None, model.num_steps)
-        return x, engine.rewards(x), diag, hist.tensor()
+    def init(self, engine, n):
+        return start(engine, n)
+
+    def step(self, engine, state: State, i: int):
+        x = engine.model.step(state.x, state.pred, i, engine.gen["model"])
+        return advance(engine, x, i), StepInfo()

@@ -3,7 +3,13 @@
 At every step each sample draws M candidates from the PRE-TRAINED transition, scores them with a value estimate,
 and keeps one: the argmax at alpha = 0, else a draw with probability ∝ exp(value / alpha). Samples never interact.
 The candidates' network outputs (needed by the posterior-mean value) are reused when a candidate is kept, so
-SVDD-PM costs 1 + (T − 1)·M network evaluations per sample instead of T·(M + 1).
+SVDD-PM costs 1 + (T − 1)·M network evaluations per sample instead of T·(M + 1); at the last step the clean
+candidates' values are their rewards, so the final samples are not scored again.
+
+``final_reward``: with a learned value (SVDD-MC) the clean candidates of the last step are scored, as in the paper's
+Algorithm 1 with a learned v̂ at every level, by the value net at t = 0 (no reward call during sampling, one per
+sample at the end). ``final_reward=True`` scores them with the reward itself instead: M reward calls per sample at
+the last step, and the final rewards come for free.
 """
 
 from __future__ import annotations
@@ -14,10 +20,9 @@ from typing import Any
 import torch
 
 from ..resampling import select
-from ..result import Diagnostics
-from ..values import as_value
-from .base import History, Method, check_alpha, check_positive_int, check_schedule, deterministic, register, \
-    require_stochastic, selects
+from ..values import PosteriorMean, as_value
+from .base import Method, State, StepInfo, advance, check_alpha, check_positive_int, check_schedule, deterministic, \
+    failed, register, require_stochastic, selects, start
 
 
 @register
@@ -29,6 +34,7 @@ class SVDD(Method):
     value: Any = None  # ValueEstimator or value net; default: posterior mean (SVDD-PM)
     select_every: int = 1
     select_window: tuple[int, int] | None = None
+    final_reward: bool = False  # score the last step's clean candidates with the reward, not the value estimate
 
     def __post_init__(self):
         check_positive_int("M", self.M)
@@ -40,35 +46,27 @@ class SVDD(Method):
         if self.M > 1:
             require_stochastic(model, self.name)
 
-    def svdd_step(self, engine, x, pred, i, diag):
-        """One SVDD step from level i to i + 1: returns the kept states, their network outputs and values."""
-        model, n = engine.model, x.shape[0]
+    def init(self, engine, n):
+        return start(engine, n)
+
+    def step(self, engine, state: State, i: int) -> tuple[State, StepInfo]:
+        """One SVDD step from level i to i + 1 (Algorithm 1)."""
+        model, n, last = engine.model, state.x.shape[0], i + 1 == engine.model.num_steps
         m = self.M if selects(self, i) and not deterministic(model, i) else 1
-        cands = model.step(x, pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE network output
-        last = i + 1 == model.num_steps
-        cand_pred = engine.predict(cands, i + 1) if (self.value.needs_prediction and m > 1 and not last) else None
+        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE output
         if m == 1:  # no choice to make at this step
-            diag.record()
-            return cands, (None if last else engine.predict(cands, i + 1)), None
-        values = self.value(engine, cands, cand_pred, i + 1).view(n, m)  # 2. value of every candidate
+            return advance(engine, cands, i), StepInfo()
+        score = _REWARD if last and self.final_reward else self.value
+        cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
+        values = score(engine, cands, cand_pred, i + 1).view(n, m)  # 2. the value of every candidate
         keep = torch.arange(n, device=values.device) * m + select(values, self.alpha, engine.gen["select"])  # 3.
-        failed = torch.isnan(values) | (values == -torch.inf)
-        diag.record(kept_values=values.flatten()[keep], failed=int(failed.sum()), all_failed=int(failed.all(1).sum()))
+        kept = values.flatten()[keep]
+        bad = failed(values)
+        info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.all(1).sum()))
         x = cands[keep]
         pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(x, i + 1))
-        return x, pred, values.flatten()[keep]
+        rewards = kept if last and score.reward_at_clean else None  # clean candidates scored by the reward itself
+        return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
 
-    def run(self, engine, num_samples):
-        model = engine.model
-        hist, diag = History(engine), Diagnostics()
-        x = model.prior(num_samples, engine.gen["model"])
-        pred = engine.predict(x, 0)
-        hist.add(x, pred, 0)
-        for i in engine.trange(model.num_steps, self.name):
-            x, pred, v = self.svdd_step(engine, x, pred, i, diag)
-            x, pred = self.after_step(engine, x, pred, v, i, diag)
-            hist.add(x, pred, i + 1)
-        return x, engine.rewards(x), diag, hist.tensor()
 
-    def after_step(self, engine, x, pred, values, i, diag):
-        return x, pred
+_REWARD = PosteriorMean()  # at the clean level the posterior mean IS the reward

@@ -1,5 +1,6 @@
 """SVDD-R: SVDD followed, at every selection step, by a global step that replaces a small fraction of the
-lowest-value samples by copies of the highest-value ones (paper, late version)."""
+lowest-value samples by copies of the highest-value ones (paper, late version). A particle method without
+potentials: the move is an SVDD step, the resampling rule is "the k worst become copies of the k best"."""
 
 from __future__ import annotations
 
@@ -7,28 +8,41 @@ import dataclasses
 
 import torch
 
-from .base import register
+from .base import check_alpha, check_positive_int, register
+from .particles import ParticleMethod
 from .svdd import SVDD
 
 
 @register
 @dataclasses.dataclass
-class SVDDR(SVDD):
+class SVDDR(ParticleMethod):
     name = "svdd-r"
+    weighted = False
+    M: int = 10
+    alpha: float = 0.0
     replace_fraction: float = 0.05
 
     def __post_init__(self):
         super().__post_init__()
+        check_positive_int("M", self.M)
+        check_alpha(self.alpha)
         if not 0 <= self.replace_fraction < 1:
             raise ValueError(f"replace_fraction must be in [0, 1), got {self.replace_fraction!r}")
 
-    def after_step(self, engine, x, pred, values, i, diag):
-        n = x.shape[0]
+    def check(self, model, reward):
+        if self.M > 1:
+            super().check(model, reward)
+
+    def move(self, engine, state, i, score):
+        kernel = SVDD(M=self.M if score is not None else 1, alpha=self.alpha, value=score or self.value)
+        return kernel.step(engine, state, i)
+
+    def resample_rule(self, engine, state, w, last):
+        n = state.x.shape[0]
         k = int(self.replace_fraction * n)
-        if values is None or k == 0:
-            return x, pred
-        order = torch.nan_to_num(values, nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf).argsort(descending=True, stable=True)
-        idx = torch.arange(n, device=x.device)
+        if k == 0:
+            return None
+        order = torch.nan_to_num(state.values, nan=-torch.inf, posinf=torch.inf).argsort(descending=True, stable=True)
+        idx = torch.arange(n, device=state.x.device)
         idx[order[n - k:]] = order[:k]  # the k worst become copies of the k best
-        diag.resampled[-1] = True
-        return x[idx], (pred[idx] if pred is not None else None)
+        return idx

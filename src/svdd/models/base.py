@@ -17,7 +17,7 @@ Rows of ``step``'s output are sample-major: the children of row ``r`` are rows `
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -61,41 +61,13 @@ class DiffusionModel(ABC):
         """Draw ``k`` completions x0 ~ p(x0 | x_i) per row (rows sample-major). Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample_denoise (needed for num_completions > 1)")
 
-    def guidance_gradient(self, x: Tensor, i: int, objective: Callable[[Tensor], Tensor], on: str) -> tuple[Tensor, Tensor]:
-        """Return ``(pred, grad)`` for gradient guidance (DPS). ``on='x0'``: gradient of objective(x̂0); ``on='xt'``:
-        gradient of objective on the (relaxed) state itself. Optional."""
-        raise NotImplementedError(f"{type(self).__name__} does not support gradient guidance")
-
-    def guided_step(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, grad: Tensor, scale: float) -> Tensor:
-        """One transition tilted by a guidance gradient. Optional."""
-        raise NotImplementedError(f"{type(self).__name__} does not support gradient guidance")
-
     def log_likelihood(self, x0: Tensor) -> Tensor | None:
         """A naturalness score of clean samples under the model (e.g. an ELBO), or None when not available."""
         return None
 
-
-class GradientGuidance:
-    """DPS / classifier guidance for continuous models with ``predict`` / ``denoise`` / ``step``: the gradient of an
-    objective of Tweedie's x̂0 through the network (``on='x0'``) or of the state itself (``on='xt'``), added to the
-    pre-trained step."""
-
-    def guidance_gradient(self, x: Tensor, i: int, objective: Callable[[Tensor], Tensor], on: str) -> tuple[Tensor, Tensor]:
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            if on == "x0":
-                pred = self.predict(xg, i)
-                target = objective(self.denoise(xg, pred, i))
-            else:
-                pred, target = None, objective(xg)
-            (grad,) = torch.autograd.grad(target.sum(), xg)
-        if pred is None:
-            with torch.no_grad():
-                pred = self.predict(x, i)
-        return pred.detach(), grad
-
-    def guided_step(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, grad: Tensor, scale: float) -> Tensor:
-        return self.step(x, pred, i, generator) + scale * grad
+    def config(self) -> dict[str, Any]:
+        """A JSON-able description of the model, written into run configs; override to add what a run depends on."""
+        return {"class": type(self).__name__, "num_steps": self.num_steps}
 
 
 def check_model(model: Any) -> None:

@@ -19,10 +19,14 @@ from typing import Any, Sequence
 
 import torch
 
-from .base import DiffusionModel, GradientGuidance, Tensor
+from .base import DiffusionModel, Tensor
 from .gaussian import x0_from_output
 
 SUPPORTED = ("DDPMScheduler", "DDIMScheduler", "EulerAncestralDiscreteScheduler")
+# scheduler config entries written into `DiffusersModel.config()`
+_SCHEDULER_KEYS = ("num_train_timesteps", "beta_schedule", "beta_start", "beta_end", "prediction_type",
+                   "timestep_spacing", "steps_offset", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+                   "variance_type", "rescale_betas_zero_snr", "thresholding", "interpolation_type")
 _DETERMINISTIC = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "KDPM2DiscreteScheduler", "LCMScheduler",
                   "FlowMatchEulerDiscreteScheduler", "DDIMInverseScheduler", "TCDScheduler")
 _MULTISTEP = ("DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
@@ -50,7 +54,7 @@ def check_scheduler(scheduler: Any, eta: float) -> None:
         raise ValueError(f"{name} with thresholding=True is not supported (x̂0 would not match the scheduler's)")
 
 
-class DiffusersModel(GradientGuidance, DiffusionModel):
+class DiffusersModel(DiffusionModel):
     """A diffusers UNet + scheduler as an `svdd` model.
 
     Args:
@@ -156,6 +160,20 @@ class DiffusersModel(GradientGuidance, DiffusionModel):
     def deterministic_step(self, i: int) -> bool:
         return self.noise_std(i) == 0.0
 
+    def config(self) -> dict:
+        """Scheduler class and settings, timesteps, eta, conditioning and a hash of the UNet's weights."""
+        from ..io import tensor_hash, weights_hash
+        from .gaussian import summarize_steps
+        cfg = self.scheduler.config
+        sched = {"class": self.kind, **{k: cfg[k] for k in _SCHEDULER_KEYS if k in cfg},
+                 "alphas_cumprod_sha256": tensor_hash(self.alphas_cumprod)}
+        kwargs = {k: tensor_hash(v) if isinstance(v, torch.Tensor) else v for k, v in self.unet_kwargs.items()}
+        return {"class": type(self).__name__, "num_steps": self.num_steps, "scheduler": sched, "eta": self.eta,
+                "timesteps": summarize_steps(self.timesteps.tolist()), "sample_shape": list(self.sample_shape),
+                "dtype": str(self.dtype), "device": str(self.device), "unet": type(self.unet).__name__,
+                "unet_weights": weights_hash(self.unet), "conditioning_sha256": tensor_hash(self.cond),
+                "unet_kwargs": kwargs}
+
     # loading ---------------------------------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path: str, num_steps: int = 50, *, scheduler: str = "ddim", eta: float = 1.0,
@@ -204,6 +222,7 @@ class StableDiffusionModel(DiffusersModel):
                          sample_shape=(pipe.unet.config.in_channels, height // self.vae_scale, width // self.vae_scale))
         self.uncond = uncond
         self.prompt = prompt
+        self.negative_prompt = negative_prompt
 
     def network(self, x: Tensor, t: Tensor) -> Tensor:
         if self.guidance_scale <= 1.0:
@@ -213,6 +232,13 @@ class StableDiffusionModel(DiffusersModel):
         out = self.unet(torch.cat([x, x]), t, encoder_hidden_states=emb).sample
         u, c = out.chunk(2)
         return u + self.guidance_scale * (c - u)
+
+    def config(self) -> dict:
+        """`DiffusersModel.config` plus the prompt, classifier-free guidance and hashes of the VAE and text encoder."""
+        from ..io import weights_hash
+        return {**super().config(), "prompt": self.prompt, "negative_prompt": self.negative_prompt,
+                "guidance_scale": self.guidance_scale, "vae_weights": weights_hash(self.pipe.vae),
+                "text_encoder_weights": weights_hash(getattr(self.pipe, "text_encoder", None))}
 
     def decode(self, latents: Tensor) -> Tensor:
         vae = self.pipe.vae

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .base import DiffusionModel, GradientGuidance, Tensor
+from .base import DiffusionModel, Tensor
 
 PREDICTIONS = ("epsilon", "sample", "v_prediction")
 
@@ -32,6 +32,16 @@ def make_alphas_cumprod(schedule: str, num_train_steps: int, beta_start: float =
     return torch.cumprod(1.0 - betas, dim=0)
 
 
+def summarize_steps(timesteps: Sequence[int], limit: int = 64) -> list[int] | dict:
+    """The timesteps as a list, or first / last / count and a hash of the list when longer than ``limit``."""
+    ts = [int(t) for t in timesteps]
+    if len(ts) <= limit:
+        return ts
+    import hashlib
+    digest = hashlib.sha256(",".join(map(str, ts)).encode()).hexdigest()[:16]
+    return {"first": ts[0], "last": ts[-1], "count": len(ts), "sha256": digest}
+
+
 def x0_from_output(x: Tensor, pred: Tensor, sa, s1, prediction: str) -> Tensor:
     """x̂0 from a network output at sqrt(ᾱ) = sa, sqrt(1 − ᾱ) = s1: Tweedie for epsilon, the output itself for
     'sample', and sa·x − s1·v for v-prediction (v = sa·ε − s1·x0)."""
@@ -42,7 +52,7 @@ def x0_from_output(x: Tensor, pred: Tensor, sa, s1, prediction: str) -> Tensor:
     return sa * x - s1 * pred
 
 
-class GaussianDiffusion(GradientGuidance, DiffusionModel):
+class GaussianDiffusion(DiffusionModel):
     """A continuous diffusion model around ``network(x, t) -> output`` (t: long tensor of training timesteps).
 
     Args:
@@ -82,6 +92,8 @@ class GaussianDiffusion(GradientGuidance, DiffusionModel):
         self.eta = float(eta)
         self.clip_denoised = clip_denoised
         self.device = torch.device(device)
+        self.schedule = schedule if isinstance(schedule, str) else "custom"
+        self.betas = (float(beta_start), float(beta_end)) if isinstance(schedule, str) else None
         if isinstance(schedule, str):
             abar = make_alphas_cumprod(schedule, num_train_steps, beta_start, beta_end)
         else:
@@ -140,10 +152,15 @@ class GaussianDiffusion(GradientGuidance, DiffusionModel):
     def denoise(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
         return self.eps_x0(x, pred, i)[1]
 
+    def noise_std(self, i: int) -> float:
+        """Standard deviation sigma of the noise added at step i (DDIM eq. 16)."""
+        a_t, a_s = float(self._abar[i]), float(self._abar[i + 1])
+        return self.eta * math.sqrt((1 - a_s) / (1 - a_t)) * math.sqrt(max(1 - a_t / a_s, 0.0))
+
     def _mean_std(self, x: Tensor, pred: Tensor, i: int) -> tuple[Tensor, float]:
         eps, x0 = self.eps_x0(x, pred, i)
-        a_t, a_s = float(self._abar[i]), float(self._abar[i + 1])
-        sigma = self.eta * math.sqrt((1 - a_s) / (1 - a_t)) * math.sqrt(max(1 - a_t / a_s, 0.0))
+        a_s = float(self._abar[i + 1])
+        sigma = self.noise_std(i)
         mean = math.sqrt(a_s) * x0 + math.sqrt(max(1 - a_s - sigma**2, 0.0)) * eps
         return mean, sigma
 
@@ -159,3 +176,14 @@ class GaussianDiffusion(GradientGuidance, DiffusionModel):
     def deterministic_step(self, i: int) -> bool:
         """True where all children of a state coincide (the last step lands on x̂0; eta = 0 everywhere)."""
         return self.eta == 0 or i == self.num_steps - 1
+
+    def config(self) -> dict:
+        """Schedule, timesteps, sampler settings and a hash of the network's weights."""
+        from ..io import tensor_hash, weights_hash
+        beta_start, beta_end = self.betas or (None, None)
+        return {"class": type(self).__name__, "num_steps": self.num_steps, "sample_shape": list(self.sample_shape),
+                "prediction": self.prediction, "schedule": self.schedule,
+                "alphas_cumprod_sha256": tensor_hash(self.alphas_cumprod), "num_train_steps": self.num_train_steps,
+                "beta_start": beta_start, "beta_end": beta_end, "timesteps": summarize_steps(self.timesteps),
+                "eta": self.eta, "clip_denoised": self.clip_denoised, "device": str(self.device),
+                "network": type(self.network).__name__, "network_weights": weights_hash(self.network)}

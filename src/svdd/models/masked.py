@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .base import DiffusionModel, Tensor
 
@@ -94,7 +93,7 @@ class MaskedDiffusion(DiffusionModel):
     def step(self, x: Tensor, pred: Tensor, i: int, generator: torch.Generator, num_children: int = 1,
              tilt: Tensor | None = None) -> Tensor:
         q = self.transition_probs(x, pred, i)
-        if tilt is not None:  # gradient guidance: q(v) ∝ q(v) exp(tilt_v) for real tokens v, on masked positions only
+        if tilt is not None:  # tilted transition (gradient guidance): q(v) ∝ q(v) exp(tilt_v), masked positions only
             w = torch.cat([tilt.double(), torch.zeros_like(tilt[..., :1], dtype=torch.float64)], dim=-1)
             w = torch.where((x == self.mask_index).unsqueeze(-1), w, torch.zeros_like(w))
             q = q * (w - w.max(dim=-1, keepdim=True).values).exp()
@@ -108,23 +107,6 @@ class MaskedDiffusion(DiffusionModel):
             best = best.repeat_interleave(num_children, dim=0) if num_children > 1 else best
             new = torch.where(new == self.mask_index, best, new)
         return new
-
-    # gradient guidance ------------------------------------------------------------------------------------------
-    def guidance_gradient(self, x, i, objective, on):
-        with torch.no_grad():
-            pred = self.predict(x, i)
-        with torch.enable_grad():
-            if on == "x0":  # gradient of the objective at the soft x̂0 (denoiser probabilities, carry-over one-hot)
-                soft = pred[..., : self.vocab_size].exp().detach().requires_grad_(True)
-                (g,) = torch.autograd.grad(objective(soft).sum(), soft)
-            else:  # first-order change of the objective when a masked token becomes v: g_v − g_mask
-                onehot = F.one_hot(x, self.vocab_size + 1).float().requires_grad_(True)
-                (g,) = torch.autograd.grad(objective(onehot).sum(), onehot)
-                g = g[..., : self.vocab_size] - g[..., self.mask_index:]
-        return pred, g
-
-    def guided_step(self, x, pred, i, generator, grad, scale):
-        return self.step(x, pred, i, generator, tilt=scale * grad)
 
     # naturalness --------------------------------------------------------------------------------------------------
     def nelbo(self, x0: Tensor, num_draws: int = 16, seed: int = 0, max_batch: int = 1024) -> Tensor:
@@ -152,3 +134,10 @@ class MaskedDiffusion(DiffusionModel):
 
     def log_likelihood(self, x0: Tensor) -> Tensor:
         return -self.nelbo(x0)
+
+    def config(self) -> dict:
+        """Sequence shape, schedule settings and a hash of the network's weights."""
+        from ..io import weights_hash
+        return {"class": type(self).__name__, "num_steps": self.num_steps, "seq_len": self.seq_len,
+                "vocab_size": self.vocab_size, "eps": self.eps, "device": str(self.device),
+                "network": type(self.network).__name__, "network_weights": weights_hash(self.network)}

@@ -22,6 +22,7 @@ class TaskSpec:
     write_samples: Callable[..., None] | None = None  # (folder, samples, {reward name: values}) -> files
     reference: Callable[[int, int], torch.Tensor] | None = None  # (n, seed) -> n real samples for a "data" row
     figure: Callable[..., None] | None = None  # ({method: samples}, {method: rewards}, path, title) -> one figure
+    config: dict[str, Any] = field(default_factory=dict)  # task name, options, weight hashes (see `task_config`)
 
     def resolve(self, options: dict[str, Any]) -> dict[str, Any]:
         """Replace value="task" by the task's value net."""
@@ -47,7 +48,19 @@ class Task:
         bad = sorted(set(options) - set(self.options))
         if bad:
             raise ValueError(f"task {self.name!r} takes no option(s) {bad}; its options: {list(self.options) or 'none'}")
-        return self.build(**options)
+        spec = self.build(**options)
+        spec.config = {"task": self.name, "options": dict(options), **spec.config}
+        return spec
+
+
+def task_config(options: dict[str, Any], reward: Any = None, eval_reward: Any = None,
+                **networks: Any) -> dict[str, Any]:
+    """The ``TaskSpec.config`` of a built task: its resolved options, reward names and the weight hashes of its
+    networks (None where one is missing or not a torch module)."""
+    from ..io import weights_hash
+    return {"options": dict(options), "reward": getattr(reward, "name", None),
+            "eval_reward": getattr(eval_reward, "name", None),
+            "weights": {k: weights_hash(v) for k, v in networks.items()}}
 
 
 TASKS: dict[str, Task] = {}
@@ -68,19 +81,21 @@ def get_task(name: str) -> Task:
 def _toy_motif(**kw) -> TaskSpec:
     from .toy import build_toy_motif, decode
     model, reward, chain = build_toy_motif(**kw)
-    return TaskSpec(model, reward, naturalness=chain.log_prob, naturalness_name="exact log p (nats)", decode=decode)
+    return TaskSpec(model, reward, naturalness=chain.log_prob, naturalness_name="exact log p (nats)", decode=decode,
+                    config=task_config(kw, reward))
 
 
 def _toy_gmm(**kw) -> TaskSpec:
     from .toy import build_toy_gmm, gmm_log_density
     model, reward, net = build_toy_gmm(**kw)
-    return TaskSpec(model, reward, naturalness=lambda x: gmm_log_density(net, x), naturalness_name="exact log p")
+    return TaskSpec(model, reward, naturalness=lambda x: gmm_log_density(net, x), naturalness_name="exact log p",
+                    config=task_config(kw, reward))
 
 
 def standard_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.5) -> dict[str, dict[str, Any]]:
     """The paper's comparison: pre-trained, compute-matched Best-of-N, DPS, SMC, SVDD-PM and SVDD-R."""
     return {"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": M},
-            "dps": {"method": "dps", "scale": dps_scale}, "smc": {"method": "smc", "alpha": smc_alpha},
+            "dps": {"method": "dps", "scale": dps_scale, "scale_mode": "absolute"}, "smc": {"method": "smc", "alpha": smc_alpha},
             "svdd-pm": {"method": "svdd", "M": M}, "svdd-r": {"method": "svdd-r", "M": M}}
 
 
@@ -99,8 +114,8 @@ register_task(Task(
     "sequences; guidance reward = HepG2 log-odds of a CNN cell-type classifier; evaluation reward = a held-out "
     "classifier of another architecture and training chromosomes. (Not the paper's MPRA activity.)", _dna,
     methods={**standard_methods(dps_scale=10.0, smc_alpha=0.5),
-             "dps-strong": {"method": "dps", "scale": 30.0}, "smc-cold": {"method": "smc", "alpha": 0.25},
-             "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0},
+             "dps-strong": {"method": "dps", "scale": 30.0, "scale_mode": "absolute"}, "smc-cold": {"method": "smc", "alpha": 0.25},
+             "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0, "scale_mode": "absolute"},
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=256, quick={"num_samples": 32, "seeds": [0]}))
 
@@ -117,7 +132,7 @@ register_task(Task(
     "steps); reward: -(JPEG size in kB at quality 95), non-differentiable (the paper's compressibility). DPS here is "
     "classifier guidance through the SVDD-MC value net. Naturalness: Frechet distance to the test set.",
     _fashion("compress"),
-    methods={**_FASHION_METHODS, "dps": {"method": "dps", "target": "value", "value": "task", "scale": 0.1},
+    methods={**_FASHION_METHODS, "dps": {"method": "dps", "target": "value", "value": "task", "scale": 0.1, "scale_mode": "absolute"},
              "smc": {"method": "smc", "alpha": 0.05}, "svdd-mc": {"method": "svdd", "M": 20, "value": "task"},
              "svdd-pm": {"method": "svdd", "M": 20}, "svdd-r": {"method": "svdd-r", "M": 20}},
     num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
@@ -127,7 +142,7 @@ register_task(Task(
     "(class by --class, default 'Ankle boot'): conditional generation from an unconditional model. Held-out check: "
     "a second classifier of another architecture. Naturalness: Frechet distance to the test images of the class.",
     _fashion("class"),
-    methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.03}, "dps-strong": {"method": "dps", "scale": 0.1},
+    methods={**_FASHION_METHODS, "dps": {"method": "dps", "scale": 0.03, "scale_mode": "absolute"}, "dps-strong": {"method": "dps", "scale": 0.1, "scale_mode": "absolute"},
              "smc": {"method": "smc", "alpha": 2.0},
              "svdd-mc": {"method": "svdd", "M": 20, "value": "task"}, "svdd-pm": {"method": "svdd", "M": 20},
              "svdd-r": {"method": "svdd-r", "M": 20}},

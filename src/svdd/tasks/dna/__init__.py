@@ -16,7 +16,7 @@ import torch
 
 from ...io import load_module
 from ...rewards import Reward
-from .. import TaskSpec
+from .. import TaskSpec, task_config
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -50,12 +50,17 @@ def build_spec(num_steps: int = 128) -> TaskSpec:
     from .data import decode
     nets = load_networks()
     model = MaskedDiffusion(nets["denoiser"], seq_len=200, vocab_size=4, num_steps=num_steps)
-    spec = TaskSpec(model, OracleReward(nets["guidance"], "hepg2-guidance"),
+    reward = OracleReward(nets["guidance"], "hepg2-guidance")
+    eval_reward = OracleReward(nets["evaluation"], "hepg2-evaluation")
+    spec = TaskSpec(model, reward,
                     naturalness=lambda x: -model.nelbo(x, num_draws=8, max_batch=512),
                     naturalness_name="log-lik. bound (nats/seq)",
-                    eval_reward=OracleReward(nets["evaluation"], "hepg2-evaluation"), decode=decode,
+                    eval_reward=eval_reward, decode=decode,
                     value_net=nets.get("value"), set_metrics={"6mer_corr_hepg2": _kmer_corr_with_real_hepg2},
-                    write_samples=_write_samples)
+                    write_samples=_write_samples,
+                    config=task_config({"num_steps": num_steps}, reward, eval_reward, denoiser=nets["denoiser"],
+                                       reward_oracle=nets["guidance"], eval_oracle=nets["evaluation"],
+                                       value_net=nets.get("value")))
     return spec
 
 

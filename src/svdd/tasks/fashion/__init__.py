@@ -22,7 +22,7 @@ import torch
 
 from ...io import load_module
 from ...rewards.image import ClassifierLogProb, JPEGCompressibility
-from .. import TaskSpec
+from .. import TaskSpec, task_config
 from .data import CLASSES
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -186,18 +186,23 @@ def build_spec(kind: str, num_steps: int = 50, target: Any = "Ankle boot", sched
     model = load_model(num_steps, scheduler, eta, device)
     metrics = {"frechet_distance": fd_to_test}
     files = dict(write_samples=write_samples, figure=method_grid, reference=test_images)
+    options = {"num_steps": num_steps, "scheduler": scheduler, "eta": eta, "device": str(device)}
     if kind == "compress":
-        return TaskSpec(model, JPEGCompressibility(95), value_net=nets.get("value_compress"), set_metrics=metrics,
-                        **files)
+        reward = JPEGCompressibility(95)
+        return TaskSpec(model, reward, value_net=nets.get("value_compress"), set_metrics=metrics,
+                        config=task_config(options, reward, unet=model.unet, feature_net=nets["evaluator"],
+                                           value_net=nets.get("value_compress")), **files)
     k = parse_class(target)
     value = ClassValue(nets["value_class"], k) if "value_class" in nets else None
     files["reference"] = lambda n, seed: test_images(n, seed, k)
-    return TaskSpec(model, ClassifierLogProb(nets["classifier"], k, class_names=CLASSES),
-                    eval_reward=ClassifierLogProb(nets["evaluator"], k, name=f"held-out log p({CLASSES[k]})",
-                                                  class_names=CLASSES),
+    reward = ClassifierLogProb(nets["classifier"], k, class_names=CLASSES)
+    eval_reward = ClassifierLogProb(nets["evaluator"], k, name=f"held-out log p({CLASSES[k]})", class_names=CLASSES)
+    return TaskSpec(model, reward, eval_reward=eval_reward,
                     value_net=value, set_metrics={"frechet_distance_to_class": lambda x: fd_to_test(x, k),
                                                   "class_accuracy_heldout": lambda x: _accuracy(x, k)},
-                    **files)
+                    config=task_config({**options, "target": k, "target_name": CLASSES[k]}, reward, eval_reward,
+                                       unet=model.unet, reward_oracle=nets["classifier"],
+                                       eval_oracle=nets["evaluator"], value_net=value), **files)
 
 
 def _accuracy(x: torch.Tensor, k: int) -> float:
