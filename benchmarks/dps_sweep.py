@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--out", default="results/dps-sweep")
+    argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
     out = Path(args.out)
     rows = []
@@ -62,7 +64,7 @@ def main(argv=None) -> int:
     fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))  # noqa: E731
     lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
     (out / "sweep.md").write_text(
-        f"# DPS scale sweep\n\n`python benchmarks/dps_sweep.py {' '.join(argv or [])}`: {args.num_samples} samples, "
+        f"# DPS scale sweep\n\n`python benchmarks/dps_sweep.py {' '.join(argv)}`: {args.num_samples} samples, "
         f"seed {args.seed}. Relative scale: the guidance shift in units of the step's noise (continuous) or nats of "
         "logit tilt (masked); 'absolute (task)' is the scale the task's comparison uses.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
