@@ -46,6 +46,11 @@ class Problem:
                     self.marg[k, l, c[l]] += w[j]
         self.kernels = [self._kernel(i) for i in range(num_steps)]
 
+    def model(self, cls=None):
+        """The sampler: a masked diffusion (``cls``, default `svdd.MaskedDiffusion`) around the exact denoiser."""
+        import svdd
+        return (cls or svdd.MaskedDiffusion)(self.network, seq_len=L, vocab_size=V, num_steps=self.T)
+
     # the "pre-trained network": exact posterior marginals as logits
     def network(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         m = torch.from_numpy(self.marg)[state_index(x)]
@@ -146,3 +151,29 @@ def sampling_tolerance(q: np.ndarray, n: int, inflation: float = 1.0, delta: flo
     deviation sqrt(c log(1/delta) / (2n)) (one draw moves the empirical TV by at most 1/n). ``inflation`` c > 1
     accounts for correlated draws (weighting and resampling)."""
     return 0.5 * float(np.sqrt(inflation * q * (1 - q) / n).sum()) + math.sqrt(inflation * math.log(1 / delta) / (2 * n))
+
+
+def argmax_kernel(P_row: np.ndarray, values: np.ndarray, M: int) -> np.ndarray:
+    """Exact law of the kept child when M i.i.d. children are drawn from P_row and the first of maximal value is kept:
+    a value group g wins with probability G^M − F^M (F: mass of lower values, G = F + mass of g), and inside a group
+    the first drawn child is c with probability p(c) / p(g)."""
+    out = np.zeros_like(P_row)
+    support = np.flatnonzero(P_row > 0)
+    vals = np.round(values[support], 12)
+    F = 0.0
+    for v in np.unique(vals):
+        members = support[vals == v]
+        pg = P_row[members].sum()
+        out[members] = ((F + pg) ** M - F**M) * P_row[members] / pg
+        F += pg
+    return out
+
+
+def argmax_law(problem, M: int) -> np.ndarray:
+    values = problem.mean_values()
+    d = problem.start()
+    for i, P in enumerate(problem.kernels):
+        K = np.array([argmax_kernel(P[s], values[i + 1], M) if d[s] > 0 else np.zeros(len(STATES))
+                      for s in range(len(STATES))])
+        d = d @ K
+    return d[CLEAN]

@@ -6,8 +6,10 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from svdd.cli import main
+from svdd.tasks.toy import build_toy_motif, decode
 
 
 def test_tasks_lists_the_toy_task(capsys):
@@ -25,7 +27,15 @@ def test_sample_writes_samples_and_rewards(tmp_path, capsys):
     run = json.loads((out / "run.json").read_text())
     assert run["config"]["method"]["M"] == 4 and run["summary"]["num_samples"] == 12
     rows = list(csv.DictReader(open(out / "rewards.csv")))
-    assert len(rows) == 12
+    assert [int(r["index"]) for r in rows] == list(range(12))
+    saved = torch.load(out / "samples.pt", weights_only=True)
+    assert saved["samples"].shape == (12, 24) and [l.split("\t")[0] for l in lines] == decode(saved["samples"])
+    # the written rewards are the task reward of the written samples, exactly (csv, samples.pt and samples.txt)
+    _, reward, _ = build_toy_motif()
+    expected = reward(saved["samples"]).double()
+    assert torch.equal(torch.tensor([float(r["reward"]) for r in rows], dtype=torch.float64), expected)
+    assert torch.equal(saved["rewards"], expected)
+    assert [float(l.split("\t")[1]) for l in lines] == [float(f"{r:.6g}") for r in expected.tolist()]
     assert "reward median" in capsys.readouterr().out
 
 
@@ -48,7 +58,7 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "unknown task 'nope'" in capsys.readouterr().err
     assert main(["sample", "--task", "toy-motif", "--M", "0", "--quiet", "--out", str(tmp_path)]) == 2
     assert "M must be an int >= 1, got 0" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match=r"unknown method\(s\) \['magic'\]"):
         main(["compare", "--task", "toy-motif", "--methods", "svdd-pm,magic", "--out", str(tmp_path)])
 
 

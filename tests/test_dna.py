@@ -72,9 +72,9 @@ def test_shipped_networks_contracts(spec, dhs):
     assert torch.allclose(spec.reward(soft), r, atol=1e-5)  # probability input = token input at one-hot
     logits = spec.model.network(x, torch.full((16,), 0.5))
     assert logits.shape == (16, 200, 4)
-    if spec.value_net is not None:
-        v = spec.value_net(torch.full((16, 200), 4), torch.ones(16))
-        assert v.shape == (16,) and torch.isfinite(v).all()
+    assert spec.value_net is not None  # the task ships its SVDD-MC value net
+    v = spec.value_net(torch.full((16, 200), 4), torch.ones(16))
+    assert v.shape == (16,) and torch.isfinite(v).all()
 
 
 def test_oracles_separate_hepg2_on_chr2(spec, dhs):

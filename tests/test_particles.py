@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import svdd
-from enumerated import L, MASK, Problem, empirical, sampling_tolerance, state_index, tv
+from enumerated import MASK, Problem, empirical, sampling_tolerance, state_index, tv
 
 ALPHA = 0.5
 FIRST = [0.1, 0.2, 0.3, 0.4]  # the law of the revealed first token at level 0
@@ -31,7 +31,7 @@ def problem():
 
 @pytest.fixture(scope="module")
 def model(problem):
-    return RevealedFirstToken(problem.network, seq_len=L, vocab_size=4, num_steps=problem.T)
+    return problem.model(RevealedFirstToken)
 
 
 def exact_value(problem):

@@ -26,20 +26,33 @@ def test_resamplers_are_unbiased(name):
     assert mean[1] == 0  # zero weight is never picked
 
 
+W2 = torch.tensor([0.37, 0.0, 0.08, 0.33, 0.22], dtype=torch.float64)  # 20 · W2 = 7.4, 0, 1.6, 6.6, 4.4
+
+
 @pytest.mark.parametrize("name", ["systematic", "stratified", "residual"])
 def test_low_variance_resamplers_stay_near_n_w(name):
-    g = torch.Generator().manual_seed(1)
+    f, g = RESAMPLERS[name], torch.Generator().manual_seed(1)
+    lo, hi = torch.floor(20 * W2), torch.ceil(20 * W2)
+    if name == "stratified":  # one uniform per stratum: a cell of length 20 w meets at most ceil + 1 strata
+        lo, hi = lo - 1, hi + 1
+    elif name == "residual":  # floor(20 w) copies, plus 20 - Σ floor = 2 multinomial draws over the remainders
+        hi = torch.floor(20 * W2) + 2
     for _ in range(200):
-        c = torch.bincount(RESAMPLERS[name](W, 20, g), minlength=5).double()
-        if name == "systematic":
-            assert ((c >= torch.floor(20 * W)) & (c <= torch.ceil(20 * W))).all()
-        if name == "residual":
-            assert (c >= torch.floor(20 * W)).all()
+        # n · w integer: every low-variance resampler gives exactly n · w copies
+        assert torch.equal(torch.bincount(f(W, 20, g), minlength=5), torch.tensor([10, 0, 1, 6, 3]))
+        # n · w not an integer: the counts stay within the scheme's band around n · w (multinomial would not)
+        c = torch.bincount(f(W2, 20, g), minlength=5).double()
+        assert ((c >= lo) & (c <= hi)).all(), (name, c, 20 * W2)
 
 
 def test_float_cumsum_not_reaching_one():
-    w = torch.full((1000,), 1 / 1000, dtype=torch.float32) * (1 - 1e-6)
+    """Weights summing to 0.999 (unnormalised float32): the inverse CDF is scaled by the total, so n equal weights
+    with n draws still give every index exactly once for the one-per-stratum resamplers (not 999 repeated)."""
+    w = torch.full((1000,), 1 / 1000, dtype=torch.float32) * 0.999
     g = torch.Generator().manual_seed(0)
+    for name in ("systematic", "stratified"):
+        for _ in range(5):
+            assert torch.equal(RESAMPLERS[name](w, 1000, g).sort().values, torch.arange(1000)), name
     for f in RESAMPLERS.values():
         idx = f(w, 1000, g)
         assert int(idx.max()) <= 999 and int(idx.min()) >= 0

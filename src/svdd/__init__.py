@@ -1,6 +1,7 @@
 """svdd: reward-guided sampling from pre-trained diffusion models by soft value-based decoding (arXiv 2408.08252)."""
 
 from .api import sample
+from .guidance import GuidedModel
 from .methods import BestOfN, DPS, METHODS, Pretrained, SMC, SVDD, SVDDR, get_method
 from .models import DiffusersModel, DiffusionModel, GaussianDiffusion, MaskedDiffusion, StableDiffusionModel
 from .result import SampleResult
@@ -8,6 +9,6 @@ from .rewards import Reward, WeightedSum, reward
 from .values import FunctionValue, LearnedValue, PosteriorMean
 
 __version__ = "0.1.0"
-__all__ = ["sample", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
+__all__ = ["sample", "GuidedModel", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
            "DiffusionModel", "GaussianDiffusion", "MaskedDiffusion", "DiffusersModel", "StableDiffusionModel", "SampleResult", "Reward", "WeightedSum",
            "reward", "PosteriorMean", "LearnedValue", "FunctionValue"]

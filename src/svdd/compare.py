@@ -257,8 +257,10 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
         firsts = {r.label: r.first_samples for r in rows if r.first_samples is not None}
         spec.figure(firsts, {r.label: r.rewards[0] for r in rows}, out / "grid.png",
                     title=f"{task.name}: first samples of seed {settings['seeds'][0]} (label: median reward)")
+    model = spec.model.config() if callable(getattr(spec.model, "config", None)) else type(spec.model).__name__
     (out / "summary.json").write_text(json.dumps({"settings": settings, "methods": {r.label: r.options for r in rows},
-                                                  "summary": summary}, indent=2))
+                                                  "task": spec.config, "model": model, "summary": summary},
+                                                 indent=2, default=str))
     return table
 
 
