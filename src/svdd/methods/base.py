@@ -18,6 +18,7 @@ from typing import Any, Callable, ClassVar, NamedTuple
 
 import torch
 
+from ..resampling import normalize
 from ..result import Diagnostics
 from ..values import ValueEstimator
 
@@ -116,7 +117,6 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
             break
     out = method.finish(engine, state)
     if diag.final_weights is None and state.log_weights is not None and not bool((state.log_weights == 0).all()):
-        from ..resampling import normalize
         diag.final_weights = normalize(state.log_weights)
     x0s = hist.tensor()
     if x0s is not None and out.index is not None:
