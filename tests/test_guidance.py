@@ -86,3 +86,19 @@ def test_relative_scale_needs_the_noise_level():
         GuidedModel(m, differentiable(lambda x: x.sum(1)))
     with pytest.raises(ValueError, match="scale_mode must be one of"):
         svdd.sample(m, differentiable(lambda x: x.sum(1)), "dps", scale_mode="auto")
+
+
+def test_a_non_finite_gradient_gives_no_guidance_not_nan(gmm):
+    model, reward, _ = gmm
+    r = differentiable(lambda x: x.sum(1) + torch.sqrt(x[:, 0] + 2))  # NaN gradient where x0 < -2
+    res = svdd.sample(model, r, "dps", num_samples=64, seed=0, scale=0.0)
+    plain = svdd.sample(model, r, "pretrained", num_samples=64, seed=0)
+    assert torch.isfinite(res.samples).all() and torch.equal(res.samples, plain.samples)
+
+
+def test_dps_value_options_are_checked(gmm):
+    model, reward, _ = gmm
+    with pytest.raises(ValueError, match="target='reward' takes no value net"):
+        svdd.sample(model, reward, "dps", value=lambda x, t: x.sum(1))
+    with pytest.raises(ValueError, match="needs a differentiable value net"):
+        svdd.sample(model, reward, "dps", target="value", value=svdd.FunctionValue(lambda x, i: x.sum(1)))

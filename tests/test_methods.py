@@ -207,3 +207,5 @@ def test_callback_sees_every_step_and_can_stop_early(masked_model):
     assert torch.equal(res.samples, full.x0_estimates[6])
     assert torch.equal(res.rewards, token_reward(res.samples).double())
     assert len(res.diagnostics.ess) == 6
+    stopped = svdd.sample(masked_model, token_reward, "smc", num_samples=6, seed=0, callback=lambda i, s, f: i == 3)
+    assert stopped.log_z is None  # an estimate at level 4 is not one of Z

@@ -56,8 +56,10 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         if f.first_error:
             msg += f" (first error: {f.first_error})"
         warnings.warn(msg, RuntimeWarning, stacklevel=2)
+    # a run stopped early (callback) would estimate E[exp(v_level/alpha)], not Z: no estimate then
+    log_z = method.log_normalizer(state) if state.level >= model.num_steps else None
     model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
     config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
               "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch}
     return SampleResult(samples=samples, rewards=rewards.double(), diagnostics=diag, cost=cost, config=config,
-                        x0_estimates=x0s, log_z=method.log_normalizer(state))
+                        x0_estimates=x0s, log_z=log_z)

@@ -43,7 +43,7 @@ class GuidedModel(DiffusionModel):
             raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {scale_mode!r}")
         if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not scale >= 0:
             raise ValueError(f"scale must be a number >= 0, got {scale!r}")
-        if scale_mode == "relative" and not model.discrete and not hasattr(model, "noise_std"):
+        if scale_mode == "relative" and not getattr(model, "discrete", False) and not hasattr(model, "noise_std"):
             raise ValueError(f"scale_mode='relative' needs the step's noise level, but {type(model).__name__} has no "
                              "noise_std(i); use scale_mode='absolute'")
         self.base, self.objective, self.on, self.scale, self.scale_mode = model, objective, on, float(scale), scale_mode
@@ -51,7 +51,7 @@ class GuidedModel(DiffusionModel):
         self.discrete = bool(getattr(model, "discrete", False))
         self.stochastic = bool(getattr(model, "stochastic", True))
         self._cost = None
-        self._shapes: tuple[torch.Size, torch.Size] | None = None
+        self._shapes: tuple[torch.Size, torch.Size, torch.dtype] | None = None
 
     def __getattr__(self, name):  # everything else (device, seq_len, sample_denoise, ...) is the base model's
         if name == "base":
@@ -85,13 +85,15 @@ class GuidedModel(DiffusionModel):
             field = "reward_evals" if self.on == "x0" else "value_evals"
             setattr(self._cost, field, getattr(self._cost, field) + x.shape[0])
             self._cost.gradient_evals += x.shape[0]
-        self._shapes = (pred.shape[1:], grad.shape[1:])
-        return torch.cat([pred.flatten(1), grad.to(pred.dtype).flatten(1)], 1)
+        grad = torch.nan_to_num(grad.float(), nan=0.0, posinf=0.0, neginf=0.0)  # a non-finite gradient: no guidance
+        self._shapes = (pred.shape[1:], grad.shape[1:], pred.dtype)
+        wide = torch.promote_types(pred.dtype, torch.float32)  # fp16 outputs: the gradient keeps float32
+        return torch.cat([pred.to(wide).flatten(1), grad.to(wide).flatten(1)], 1)
 
     def split(self, out: Tensor) -> tuple[Tensor, Tensor]:
-        ps, gs = self._shapes
+        ps, gs, dtype = self._shapes
         k = math.prod(ps)
-        return out[:, :k].reshape(-1, *ps), out[:, k:].reshape(-1, *gs)
+        return out[:, :k].reshape(-1, *ps).to(dtype), out[:, k:].reshape(-1, *gs)
 
     def denoise(self, x, out, i):
         return self.base.denoise(x, self.split(out)[0], i)

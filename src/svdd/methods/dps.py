@@ -11,8 +11,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import torch
+
 from ..guidance import SCALE_MODES, GuidedModel
-from ..values import LearnedValue
+from ..values import LearnedValue, ValueEstimator
 from .base import register
 from .pretrained import Pretrained
 
@@ -33,9 +35,15 @@ class DPS(Pretrained):
             raise ValueError(f"scale must be a number >= 0, got {self.scale!r}")
         if self.scale_mode not in SCALE_MODES:
             raise ValueError(f"scale_mode must be one of {SCALE_MODES}, got {self.scale_mode!r}")
+        if self.target == "reward" and self.value is not None:
+            raise ValueError("dps with target='reward' takes no value net; use target='value' for classifier guidance")
         if self.target == "value":
             if self.value is None:
                 raise ValueError("dps with target='value' needs a value net (value=...)")
+            if not (isinstance(self.value, LearnedValue) or isinstance(self.value, torch.nn.Module)
+                    or (callable(self.value) and not isinstance(self.value, ValueEstimator))):
+                raise ValueError(f"dps with target='value' needs a differentiable value net f(x, t) (an nn.Module, a "
+                                 f"callable or a LearnedValue), got {type(self.value).__name__}")
             self.value = self.value if isinstance(self.value, LearnedValue) else LearnedValue(self.value)
 
     def check(self, model, reward):

@@ -96,11 +96,12 @@ class ParticleMethod(Method):
         if last and score.reward_at_clean:
             new = dataclasses.replace(new, rewards=new.values)
         ess_ = (ess(w) if w is not None else 0.0) if self.weighted else float("nan")
+        failed_ = int(bad.sum()) if self.weighted else info.failed  # unweighted moves count their own candidates
         return new, dataclasses.replace(info, kept_values=new.values, ess=ess_, resampled=idx is not None,
-                                        failed=int(bad.sum()))
+                                        failed=failed_)
 
     def log_normalizer(self, state: State) -> float | None:
-        """log Ẑ: the resampled epochs' factors times the mean weight left at the end."""
+        """log Ẑ: the resampled epochs' factors times the mean weight left at the end (None for unweighted methods)."""
         return state.log_z + _log_mean_exp(state.log_weights) if self.weighted else None
 
 
