@@ -27,7 +27,7 @@ def test_built_in_models_keep_the_contract(build):
 
 @pytest.mark.parametrize("scheduler", ["DDIMScheduler", "DDPMScheduler", "EulerAncestralDiscreteScheduler"])
 def test_diffusers_model_keeps_the_contract(scheduler):
-    diffusers = pytest.importorskip("diffusers")
+    diffusers = pytest.importorskip("diffusers", reason="image support needs the optional dependencies: pip install 'svdd[images]'")
     torch.manual_seed(0)
     unet = diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
                                  block_out_channels=(8, 16), norm_num_groups=4,

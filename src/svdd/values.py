@@ -56,6 +56,10 @@ class PosteriorMean(ValueEstimator):
         return {"type": self.name, "num_completions": self.k}
 
 
+#: the reward itself at the clean level (what `final_reward=True` scores the last step's candidates with)
+CLEAN_REWARD = PosteriorMean()
+
+
 class LearnedValue(ValueEstimator):
     """SVDD-MC: a value network ``net(x, t)`` with t the level's continuous time (1 = noise, 0 = clean)."""
 

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..resampling import ess, normalize
-from ..values import PosteriorMean, as_value
+from ..values import CLEAN_REWARD, as_value
 from .base import Method, State, StepInfo, check_schedule, failed, require_stochastic, selects, start
 
 Tensor = torch.Tensor
@@ -74,7 +74,7 @@ class ParticleMethod(Method):
 
     def step(self, engine, state: State, i: int):
         last = i + 1 == engine.model.num_steps
-        score = _REWARD if last and self.final_reward else self.value
+        score = CLEAN_REWARD if last and self.final_reward else self.value
         new, info = self.move(engine, state, i, score if (selects(self, i) or last) else None)
         new = dataclasses.replace(new, log_weights=state.log_weights, log_z=state.log_z)
         if new.values is None or new.values is state.values:  # not a weighting point
@@ -114,5 +114,3 @@ def _take(s: State, idx: Tensor) -> State:
     return dataclasses.replace(s, x=s.x[idx], pred=s.pred[idx] if s.pred is not None else None,
                                values=s.values[idx] if s.values is not None else None)
 
-
-_REWARD = PosteriorMean()  # at the clean level the posterior mean IS the reward

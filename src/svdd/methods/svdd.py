@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from ..resampling import select
-from ..values import PosteriorMean, as_value
+from ..values import CLEAN_REWARD, as_value
 from .base import Method, State, StepInfo, advance, check_alpha, check_positive_int, check_schedule, deterministic, \
     failed, register, require_stochastic, selects, start
 
@@ -56,7 +56,7 @@ class SVDD(Method):
         cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE output
         if m == 1:  # no choice to make at this step
             return advance(engine, cands, i), StepInfo()
-        score = _REWARD if last and self.final_reward else self.value
+        score = CLEAN_REWARD if last and self.final_reward else self.value
         cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
         values = score(engine, cands, cand_pred, i + 1).view(n, m)  # 2. the value of every candidate
         keep = torch.arange(n, device=values.device) * m + select(values, self.alpha, engine.gen["select"])  # 3.
@@ -68,5 +68,3 @@ class SVDD(Method):
         rewards = kept if last and score.reward_at_clean else None  # clean candidates scored by the reward itself
         return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
 
-
-_REWARD = PosteriorMean()  # at the clean level the posterior mean IS the reward
