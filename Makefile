@@ -12,6 +12,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install --quiet -e '.[test]'
 	# DNA task data (ENCODE DHS sequences): only its data file is read; the package pins an old torch, so no deps
 	$(PIP) install --quiet --no-deps dnadiffusion==0.0.0.dev0
+	# molecule tasks: MOSES SMILES (only its data files are read) and dockstring's prepared receptors (only its
+	# PDBQT and box files; its bundled binary is never run); both pin old dependencies, so no deps
+	$(PIP) install --quiet --no-deps molsets==0.3.1 dockstring==0.3.4
 	touch $@
 
 install: $(VENV)/.installed

@@ -15,7 +15,7 @@ from .rewards import as_reward
 
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, callback=None,
-           **method_options) -> SampleResult:
+           reward_budget: float | None = None, **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -29,10 +29,19 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
             to stop there (the samples are then the model's x̂0 of the current states).
+        reward_budget: the most real reward calls per sample that guidance may spend (an expensive reward such as
+            docking). A method skips a selection / weighting step whose worst case (every candidate a real call; a
+            reward cache makes the real count lower) would exceed the run's budget, ``reward_budget * num_samples``,
+            and goes on with the pre-trained transition; Best-of-N draws at most that many samples. The rewards of the
+            returned samples are always computed, so a run may end slightly above the budget; ``result.cost`` reports
+            real calls, cache hits and reward seconds.
     """
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    if reward_budget is not None and (isinstance(reward_budget, bool) or not isinstance(reward_budget, (int, float))
+                                      or not reward_budget >= 0):
+        raise ValueError(f"reward_budget must be a number >= 0 (real reward calls per sample) or None, got {reward_budget!r}")
     if isinstance(method, str):
         method = get_method(method, **method_options)
     elif method_options:
@@ -45,7 +54,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     if progress is None:
         import sys
         progress = sys.stderr.isatty()
-    engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0)
+    engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
+                    reward_budget=None if reward_budget is None else reward_budget * num_samples)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures
@@ -60,6 +70,7 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     log_z = method.log_normalizer(state) if state.level >= model.num_steps else None
     model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
     config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
-              "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch}
+              "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch,
+              "reward_budget": reward_budget}
     return SampleResult(samples=samples, rewards=rewards.double(), diagnostics=diag, cost=cost, config=config,
                         x0_estimates=x0s, log_z=log_z)

@@ -55,7 +55,7 @@ def cmd_tasks(args) -> int:
 
 def _overrides(args) -> dict:
     """The method options given by --M, --alpha and --set (--set wins)."""
-    opts = {k: getattr(args, k) for k in ("M", "alpha") if getattr(args, k, None) is not None}
+    opts = {k: getattr(args, k) for k in ("M", "alpha", "select_every") if getattr(args, k, None) is not None}
     opts.update(_options(args.set))
     return opts
 
@@ -110,7 +110,8 @@ def cmd_sample(args) -> int:
         raise ValueError(f"method {args.method!r} has no option(s) {bad}; its options: {sorted(fields)}")
     spec = task.make(**_task_options(args))
     res = sample(spec.model, spec.reward, args.method, num_samples=args.num_samples or task.num_samples,
-                 seed=args.seed, max_batch=args.max_batch, progress=_progress(args), **spec.resolve(opts))
+                 seed=args.seed, max_batch=args.max_batch, progress=_progress(args), reward_budget=args.reward_budget,
+                 **spec.resolve(opts))
     out = res.save(args.out)
     run = json.loads((out / "run.json").read_text())
     run["task"] = spec.config
@@ -126,9 +127,11 @@ def cmd_sample(args) -> int:
             for s, r in zip(spec.decode(res.samples), res.rewards.tolist()):
                 f.write(f"{s}\t{r:.6g}\n")
     s = res.summary()
+    c = s["cost_per_sample"]
     print(f"{args.method} on {task.name}: {s['num_samples']} samples, reward median {s['reward_median']:.4f}, "
-          f"p90 {s['reward_p90']:.4f}; per sample: {s['cost_per_sample']['network_evals']:.1f} network evals, "
-          f"{s['cost_per_sample']['reward_evals']:.1f} reward evals; written to {out}")
+          f"p90 {s['reward_p90']:.4f}; per sample: {c['network_evals']:.1f} network evals, "
+          f"{c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} real calls, {c['cache_hits']:.1f} cache hits, "
+          f"{c['reward_seconds']:.3g} s in the reward); written to {out}")
     return 0
 
 
@@ -151,10 +154,10 @@ def cmd_compare(args) -> int:
     spec = task.make(**task_options)
     n = args.num_samples or (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
-                          progress=_progress(args), cache=Path(args.out) / "runs")
+                          progress=_progress(args), cache=Path(args.out) / "runs", reward_budget=args.reward_budget)
     summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
-                "task_options": task_options, "method_overrides": overrides}
+                "task_options": task_options, "method_overrides": overrides, "reward_budget": args.reward_budget}
     table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
     print(table)
     print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
@@ -170,7 +173,8 @@ def cmd_frontier(args) -> int:
         raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
     spec = task.make(**_task_options(args))
     table = run_frontier(task, spec, _ints(args.Ms), num_samples=args.num_samples or 64, seed=args.seed,
-                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args), smc_alpha=args.alpha)
+                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args), smc_alpha=args.alpha,
+                         reward_budget=args.reward_budget)
     print(table)
     print(f"\nwritten: {args.out}/frontier.md, frontier.csv, frontier.png")
     return 0
@@ -189,9 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--alpha", type=float, default=None, help="temperature alpha (see the method options rule)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                         help="any other method option, repeatable (see the method options rule)")
+        sp.add_argument("--select-every", type=int, default=None,
+                        help="select / weight only at every k-th step (same as --set select_every=K)")
         sp.add_argument("--class", dest="klass", default=None, help="target class of class-reward tasks (index or name)")
         sp.add_argument("--device", default=None, help="torch device of tasks that take one (e.g. cuda)")
         sp.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="any other task option, repeatable")
+        sp.add_argument("--reward-budget", type=float, default=None, metavar="CALLS",
+                        help="most real reward calls per sample that guidance may spend (expensive rewards)")
         sp.add_argument("--out", required=True, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 

@@ -62,7 +62,8 @@ def _q(a: np.ndarray, q: float) -> float:
 
 
 def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]], *, seeds=(0,), num_samples: int = 64,
-                   max_batch: int = 1024, progress: bool = False, cache: Path | None = None) -> list[MethodRow]:
+                   max_batch: int = 1024, progress: bool = False, cache: Path | None = None,
+                   reward_budget: float | None = None) -> list[MethodRow]:
     """Run every method at every seed. With ``cache``, each finished (method, seed) run is stored there and reused
     by a later call with the same options, so an interrupted comparison resumes where it stopped."""
     from tqdm.auto import tqdm
@@ -75,11 +76,12 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
         for seed in seeds:
             key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
                               "reward": getattr(spec.reward, "name", None),
-                              "steps": getattr(spec.model, "num_steps", None)}, sort_keys=True, default=str)
+                              "steps": getattr(spec.model, "num_steps", None), "reward_budget": reward_budget},
+                             sort_keys=True, default=str)
             path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
             rec = torch.load(path, weights_only=False) if path is not None and path.exists() else None
             if rec is None or rec.get("key") != key:
-                rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress)
+                rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, reward_budget=reward_budget)
                 rec["key"] = key
                 if path is not None:
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,10 +130,10 @@ def _plain(opts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool,
-             full: bool = True) -> dict:
+             full: bool = True, reward_budget: float | None = None) -> dict:
     """One run scored by both oracles; ``full`` adds naturalness, diversity and the task's set metrics."""
     res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
-                 progress=progress, **spec.resolve(opts))
+                 progress=progress, reward_budget=reward_budget, **spec.resolve(opts))
     with torch.no_grad():
         ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
         nat = spec.naturalness(res.samples) if full and spec.naturalness is not None else None
@@ -161,8 +163,10 @@ def summarize(rows: list[MethodRow], naturalness_name: str = "naturalness") -> l
         d["diversity"] = float(np.mean(row.diversity))
         for k in (row.metrics[0] if row.metrics else {}):
             d[f"metric_{k}"] = float(np.mean([m[k] for m in row.metrics]))
-        for k in ("network_evals", "reward_evals", "value_evals", "wall_seconds"):
-            d[f"{k}_per_sample"] = float(np.mean([c[k] for c in row.cost]))
+        for k in ("network_evals", "reward_evals", "value_evals", "wall_seconds", "reward_calls", "cache_hits",
+                  "reward_seconds"):  # runs cached before the reward-call counters: real calls = evals
+            d[f"{k}_per_sample"] = float(np.mean([c.get(k, c["reward_evals"] if k == "reward_calls" else 0.0)
+                                                  for c in row.cost]))
         d["seeds"] = len(row.rewards)
         d["failed_rewards"] = int(sum(np.isnan(a).sum() for a in row.rewards))
         out.append(d)
@@ -178,7 +182,10 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
     if has_nat:
         head += [f"naturalness: {naturalness_name} (median)"]
     extra = [k for k in summary[0] if k.startswith("metric_")]
-    head += ["diversity", *(k[len("metric_"):] for k in extra), "network evals / sample", "reward evals / sample", "value evals / sample", "wall s / sample"]
+    cached = any(d.get("cache_hits_per_sample", 0) > 0 for d in summary)  # a reward cache answered some rows
+    head += ["diversity", *(k[len("metric_"):] for k in extra), "network evals / sample", "reward evals / sample",
+             *(["real reward calls / sample", "cache hits / sample"] if cached else []), "value evals / sample",
+             "wall s / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def num(v):  # three decimals, or three significant digits for values too small for them
@@ -193,8 +200,11 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
             cells += [ci(d, "eval_reward_median"), ci(d, "eval_reward_p90")]
         if has_nat:
             cells += [f"{d.get('naturalness_median', float('nan')):.3f}"]
-        cells += [f"{d['diversity']:.3f}", *(f"{d[k]:.3f}" for k in extra), f"{d['network_evals_per_sample']:.1f}", f"{d['reward_evals_per_sample']:.1f}",
-                  f"{d['value_evals_per_sample']:.1f}", f"{d['wall_seconds_per_sample']:.2e}"]
+        cells += [f"{d['diversity']:.3f}", *(f"{d[k]:.3f}" for k in extra), f"{d['network_evals_per_sample']:.1f}",
+                  f"{d['reward_evals_per_sample']:.1f}"]
+        if cached:
+            cells += [f"{d['reward_calls_per_sample']:.1f}", f"{d['cache_hits_per_sample']:.1f}"]
+        cells += [f"{d['value_evals_per_sample']:.1f}", f"{d['wall_seconds_per_sample']:.2e}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -265,7 +275,8 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
 
 
 def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int = 64, seed: int = 0,
-                 max_batch: int = 1024, out: Path, progress: bool = False, smc_alpha: float | None = None) -> str:
+                 max_batch: int = 1024, out: Path, progress: bool = False, smc_alpha: float | None = None,
+                 reward_budget: float | None = None) -> str:
     """Median guidance reward against reward evaluations and wall seconds per sample, for SVDD-PM, SVDD-MC (when the
     task ships a value net) and Best-of-N at each M, and SMC; one seed; a table and a two-panel figure."""
     from tqdm.auto import tqdm
@@ -276,11 +287,12 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
     runs.append(("smc", 1, "smc", {"alpha": smc_alpha}))
     rows = []
     for family, M, name, opts in tqdm(runs, desc=f"frontier {task.name}", disable=not progress):
-        rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, full=False)
+        rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, full=False, reward_budget=reward_budget)
         c = rec["cost"]
         med, p90 = rec["quantiles"]
         row = {"family": family, "M": M, "reward_median": med, "reward_p90": p90,
-               "reward_evals_per_sample": c["reward_evals"], "value_evals_per_sample": c["value_evals"],
+               "reward_evals_per_sample": c["reward_evals"], "reward_calls_per_sample": c["reward_calls"],
+               "cache_hits_per_sample": c["cache_hits"], "value_evals_per_sample": c["value_evals"],
                "network_evals_per_sample": c["network_evals"], "wall_seconds_per_sample": c["wall_seconds"]}
         if rec["eval_rewards"] is not None:
             row["eval_reward_median"] = float(torch.from_numpy(rec["eval_rewards"]).median())

@@ -25,17 +25,23 @@ class Cost:
     """Cost counters of one run (totals over all samples; see ``per_sample``)."""
 
     network_evals: int = 0
-    reward_evals: int = 0
+    reward_evals: int = 0  # distinct rows the engine asked the reward for
     value_evals: int = 0
     gradient_evals: int = 0
     wall_seconds: float = 0.0
     num_samples: int = 1
+    reward_calls: int = 0  # reward calls this run needs: reward_evals minus its repeats answered by a reward cache
+    cache_hits: int = 0  # rows a reward cache answered because this run had asked for them before
+    stored_hits: int = 0  # of reward_calls, those a cache answered from earlier runs / other processes (no work done)
+    reward_seconds: float = 0.0  # wall time inside the reward
 
     def per_sample(self) -> dict[str, float]:
         n = max(self.num_samples, 1)
         return {"network_evals": self.network_evals / n, "reward_evals": self.reward_evals / n,
                 "value_evals": self.value_evals / n, "gradient_evals": self.gradient_evals / n,
-                "wall_seconds": self.wall_seconds / n}
+                "wall_seconds": self.wall_seconds / n, "reward_calls": self.reward_calls / n,
+                "cache_hits": self.cache_hits / n, "stored_hits": self.stored_hits / n,
+                "reward_seconds": self.reward_seconds / n}
 
 
 @dataclass
@@ -55,9 +61,12 @@ def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
 
 class Engine:
     def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False,
-                 return_x0: bool = False):
+                 return_x0: bool = False, reward_budget: float | None = None):
         if not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+        if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
+            raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
+        self.reward_budget = reward_budget  # the most real reward calls guidance may spend in this run
         self.model = model
         self.reward = reward
         self.max_batch = max_batch
@@ -71,6 +80,9 @@ class Engine:
         if bind is not None:
             bind(self.cost)
         self.gen = {k: torch.Generator(device=device).manual_seed(self.seed + off) for k, off in SEED_OFFSETS.items()}
+        begin = getattr(reward, "begin_run", None)  # a reward cache: count this run's repeats apart
+        if callable(begin):
+            begin()
         self._t0 = time.perf_counter()
 
     @property
@@ -99,12 +111,26 @@ class Engine:
         out = out.double()
         return out if inverse is None else out[inverse]
 
+    def affordable(self, calls: int) -> bool:
+        """Whether ``calls`` more real reward calls fit in the run's reward budget (always, without a budget).
+        Methods ask before a selection step with its worst case (every candidate a real call)."""
+        return self.reward_budget is None or self.cost.reward_calls + calls <= self.reward_budget
+
     def rewards(self, x0: Tensor) -> Tensor:
         """Rewards of clean samples as float64, NaN where the reward raised or returned NaN. Calls and failures are
-        both counted in distinct evaluated rows."""
+        both counted in distinct evaluated rows. With a reward cache (`svdd.rewards.CachedReward`: a reward with
+        ``stats.hits`` / ``stats.run_hits``), rows this run had asked for before are cache hits, not reward calls;
+        rows answered from earlier runs are reward calls and also ``stored_hits``."""
+        stats = getattr(self.reward, "stats", None)
+        hits0, run0, t0 = getattr(stats, "hits", 0), getattr(stats, "run_hits", 0), time.perf_counter()
         with torch.no_grad():
             out, inverse = self._map(self._reward_chunk, x0)
+        self.cost.reward_seconds += time.perf_counter() - t0
+        hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
         self.cost.reward_evals += out.shape[0]
+        self.cost.cache_hits += run_hits
+        self.cost.stored_hits += hits - run_hits
+        self.cost.reward_calls += out.shape[0] - run_hits
         self.failures.failed_rewards += int(torch.isnan(out).sum())
         return out if inverse is None else out[inverse]
 

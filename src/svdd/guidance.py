@@ -84,6 +84,8 @@ class GuidedModel(DiffusionModel):
         if self._cost is not None:
             field = "reward_evals" if self.on == "x0" else "value_evals"
             setattr(self._cost, field, getattr(self._cost, field) + x.shape[0])
+            if self.on == "x0":  # the reward's gradient: real calls, never cached
+                self._cost.reward_calls += x.shape[0]
             self._cost.gradient_evals += x.shape[0]
         grad = torch.nan_to_num(grad.float(), nan=0.0, posinf=0.0, neginf=0.0)  # a non-finite gradient: no guidance
         self._shapes = (pred.shape[1:], grad.shape[1:], pred.dtype)

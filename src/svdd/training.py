@@ -18,6 +18,21 @@ def warmup_cosine(base_lr: float, step: int, frac: float, *, warmup: int = 500, 
     return base_lr * min(1.0, (step + 1) / warmup) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
+def mdlm_loss(net, x0: torch.Tensor, generator: torch.Generator, *, mask_index: int, antithetic: bool = True,
+              eps: float = 1e-5) -> torch.Tensor:
+    """Per-sequence MDLM negative ELBO (nats) of ``net(x_t, t) -> logits`` for clean tokens ``x0``, log-linear
+    schedule: E_t[(1/t) Σ_masked −log p(x0_l | x_t)], with antithetic (stratified) times over the batch."""
+    n = x0.shape[0]
+    u = torch.rand(1 if antithetic else n, generator=generator)
+    t = ((u + torch.arange(n) / n) % 1) if antithetic else u
+    t = eps + (1 - eps) * t
+    mask = torch.rand(x0.shape, generator=generator) < ((1 - eps) * t)[:, None]
+    xt = torch.where(mask, torch.full_like(x0, mask_index), x0)
+    logp = torch.log_softmax(net(xt, t).float(), -1)
+    nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
+    return (nll * mask).sum(1) / t
+
+
 @dataclass
 class Rollouts:
     states: torch.Tensor  # (levels, n, ...) states at the kept levels (1 .. T)

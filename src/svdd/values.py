@@ -24,6 +24,10 @@ class ValueEstimator:
     reward_at_clean: bool = False
     name: str = "value"
 
+    def reward_calls(self, rows: int) -> int:
+        """Worst-case real reward calls of scoring ``rows`` candidates (0: the estimator calls no reward)."""
+        return 0
+
     def __call__(self, engine, x: Tensor, pred: Tensor | None, i: int) -> Tensor:
         raise NotImplementedError
 
@@ -42,6 +46,9 @@ class PosteriorMean(ValueEstimator):
         if num_completions < 1:
             raise ValueError(f"num_completions must be >= 1, got {num_completions}")
         self.k = int(num_completions)
+
+    def reward_calls(self, rows):
+        return rows * self.k
 
     def __call__(self, engine, x, pred, i):
         model = engine.model

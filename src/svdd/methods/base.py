@@ -103,6 +103,7 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
     """Run a method kernel from level 0 to the clean level T. Returns (samples, rewards, diagnostics, x̂0 history or
     None, last state). ``callback(i, state, info)`` is called after every step; returning True stops the run there."""
     model = engine.model
+    engine.num_samples = num_samples
     diag, hist = Diagnostics(), History(engine)
     state = method.init(engine, num_samples)
     hist.add(state)
@@ -181,6 +182,12 @@ def selects(method, i: int) -> bool:
     if window is not None and not window[0] <= i < window[1]:
         return False
     return i % getattr(method, "select_every", 1) == 0
+
+
+def affordable(engine, score, rows: int) -> bool:
+    """Whether scoring ``rows`` candidates with ``score`` fits the engine's reward budget in the worst case (every
+    candidate a real reward call). A method skips a selection / weighting step it cannot afford."""
+    return engine.affordable(score.reward_calls(rows))
 
 
 def check_schedule(method) -> None:

@@ -24,7 +24,7 @@ import torch
 
 from ..resampling import ess, normalize
 from ..values import CLEAN_REWARD, as_value
-from .base import Method, State, StepInfo, check_schedule, failed, require_stochastic, selects, start
+from .base import Method, State, StepInfo, affordable, check_schedule, failed, require_stochastic, selects, start
 
 Tensor = torch.Tensor
 
@@ -75,7 +75,9 @@ class ParticleMethod(Method):
     def step(self, engine, state: State, i: int):
         last = i + 1 == engine.model.num_steps
         score = CLEAN_REWARD if last and self.final_reward else self.value
-        new, info = self.move(engine, state, i, score if (selects(self, i) or last) else None)
+        n = state.x.shape[0]
+        weigh = last or (selects(self, i) and affordable(engine, score, n * getattr(self, "M", 1)))
+        new, info = self.move(engine, state, i, score if weigh else None)
         new = dataclasses.replace(new, log_weights=state.log_weights, log_z=state.log_z)
         if new.values is None or new.values is state.values:  # not a weighting point
             return dataclasses.replace(new, values=state.values), info

@@ -21,7 +21,7 @@ import torch
 
 from ..resampling import select
 from ..values import CLEAN_REWARD, as_value
-from .base import Method, State, StepInfo, advance, check_alpha, check_positive_int, check_schedule, deterministic, \
+from .base import Method, State, StepInfo, advance, affordable, check_alpha, check_positive_int, check_schedule, deterministic, \
     failed, register, require_stochastic, selects, start
 
 
@@ -52,11 +52,12 @@ class SVDD(Method):
     def step(self, engine, state: State, i: int) -> tuple[State, StepInfo]:
         """One SVDD step from level i to i + 1 (Algorithm 1)."""
         model, n, last = engine.model, state.x.shape[0], i + 1 == engine.model.num_steps
-        m = self.M if selects(self, i) and not deterministic(model, i) else 1
-        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE output
-        if m == 1:  # no choice to make at this step
-            return advance(engine, cands, i), StepInfo()
         score = CLEAN_REWARD if last and self.final_reward else self.value
+        choose = selects(self, i) and not deterministic(model, i) and affordable(engine, score, n * self.M)
+        m = self.M if choose else 1
+        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE output
+        if m == 1:  # no choice to make at this step (schedule, deterministic step or reward budget spent)
+            return advance(engine, cands, i), StepInfo()
         cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
         values = score(engine, cands, cand_pred, i + 1).view(n, m)  # 2. the value of every candidate
         keep = torch.arange(n, device=values.device) * m + select(values, self.alpha, engine.gen["select"])  # 3.

@@ -94,5 +94,12 @@ def check_output(out: Any, n: int, name: str) -> Tensor:
 
 
 from .image import ClassifierLogProb, JPEGCompressibility  # noqa: E402  (image rewards; Pillow is imported lazily)
+from .cache import CachedReward, RewardStats  # noqa: E402
+from .parallel import ParallelReward  # noqa: E402
 
-__all__ = ["Reward", "WeightedSum", "reward", "as_reward", "check_output", "JPEGCompressibility", "ClassifierLogProb"]
+__all__ = ["Reward", "WeightedSum", "reward", "as_reward", "check_output", "JPEGCompressibility", "ClassifierLogProb",
+           "CachedReward", "RewardStats", "ParallelReward"]
+
+from .chem import QED, SA, MoleculeReward, VinaDocking  # noqa: E402  (molecule rewards; RDKit / Vina imported lazily)
+
+__all__ += ["MoleculeReward", "QED", "SA", "VinaDocking"]

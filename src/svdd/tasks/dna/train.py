@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ...io import save_module
-from ...training import warmup_cosine
+from ...training import mdlm_loss as _mdlm_loss, warmup_cosine
 from .data import CELL_TYPES, load_dhs
 from .metrics import auroc, gc_content, kmer_freq
 from .networks import ConvOracle, DilatedDenoiser, DilatedResOracle, ValueNet, hepg2_logit
@@ -29,17 +29,8 @@ WEIGHTS = Path(__file__).parent / "weights"
 EPS = 1e-5
 
 
-def mdlm_loss(net, x0: torch.Tensor, generator: torch.Generator, antithetic: bool = True) -> torch.Tensor:
-    """Per-sequence MDLM negative ELBO (nats), log-linear schedule: E_t[(1/t) Σ_masked −log p(x0_l | x_t)]."""
-    n = x0.shape[0]
-    u = torch.rand(1 if antithetic else n, generator=generator)
-    t = ((u + torch.arange(n) / n) % 1) if antithetic else u
-    t = EPS + (1 - EPS) * t
-    mask = torch.rand(x0.shape, generator=generator) < ((1 - EPS) * t)[:, None]
-    xt = torch.where(mask, torch.full_like(x0, 4), x0)
-    logp = torch.log_softmax(net(xt, t).float(), -1)
-    nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)
-    return (nll * mask).sum(1) / t
+def mdlm_loss(net, x0, generator, antithetic=True):
+    return _mdlm_loss(net, x0, generator, mask_index=4, antithetic=antithetic, eps=EPS)
 
 
 def train_denoiser(args) -> None:

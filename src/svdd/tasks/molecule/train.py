@@ -1,0 +1,209 @@
+"""Retrain the shipped networks of the molecule task (weights land in svdd/tasks/molecule/weights/).
+
+    python -m svdd.tasks.molecule.train denoiser --minutes 40        # masked diffusion on MOSES train (SELFIES)
+    python -m svdd.tasks.molecule.train value --reward qed           # SVDD-MC value nets (need the denoiser)
+    python -m svdd.tasks.molecule.train value --reward sa
+    python -m svdd.tasks.molecule.train value --reward docking --rollouts 768
+
+Each writes ``NAME.safetensors`` and ``NAME.json`` (config + record: command, data, wall time, metrics). The denoiser
+checkpoints (weights, EMA and optimizer state, as safetensors) every ``--eval-every`` steps; ``--resume`` continues
+from the checkpoint with the remaining time budget.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ...io import save_module
+from ...training import mdlm_loss, warmup_cosine
+from .data import SEQ_LEN, VOCAB, cache_dir, moses_tokens
+from .networks import TransformerDenoiser
+
+WEIGHTS = Path(__file__).parent / "weights"
+EPS = 1e-5
+MASK = len(VOCAB)
+
+
+def _save_checkpoint(path: Path, net, ema, opt, meta: dict) -> None:
+    from safetensors.torch import save_file
+    state = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+    state.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()})
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            state[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata={"meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, net, ema, opt) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    state = load_file(str(path))
+    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
+    ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
+    osd = opt.state_dict()
+    for key, v in state.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            osd["state"].setdefault(int(i), {})[name] = v
+    opt.load_state_dict(osd)
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["meta"])
+
+
+def train_denoiser(args) -> None:
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    data = moses_tokens("train")
+    g = torch.Generator().manual_seed(args.seed)
+    perm = torch.randperm(data.shape[0], generator=g)
+    val, train = data[perm[:2048]], data[perm[2048:]]
+    net = TransformerDenoiser(vocab=len(VOCAB), seq_len=SEQ_LEN, dim=args.dim, layers=args.layers, heads=args.heads,
+                              ff=4 * args.dim)
+    ema = copy.deepcopy(net)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
+    ckpt = cache_dir() / "molecule-denoiser-checkpoint.safetensors"
+    step, history, best, elapsed0 = 0, [], math.inf, 0.0
+    if args.resume and ckpt.exists():
+        meta = _load_checkpoint(ckpt, net, ema, opt)
+        step, history, best, elapsed0 = meta["step"], meta["history"], meta["best"], meta["elapsed"]
+        g.manual_seed(args.seed + step)
+        print(f"resumed at step {step} ({elapsed0 / 60:.1f} min)", flush=True)
+    t0 = time.time() - elapsed0
+    budget = args.minutes * 60
+
+    def val_nats(model) -> float:
+        vg = torch.Generator().manual_seed(123)
+        with torch.no_grad():
+            tot = sum(float(mdlm_loss(model, val[a:a + 512], vg, mask_index=MASK, eps=EPS).sum())
+                      for a in range(0, val.shape[0], 512) for _ in range(2))
+        return tot / 2 / val.shape[0]
+
+    while time.time() - t0 < budget:
+        frac = (time.time() - t0) / budget
+        for pg in opt.param_groups:
+            pg["lr"] = warmup_cosine(args.lr, step, frac, floor=0.1)
+        x0 = train[torch.randint(0, train.shape[0], (args.batch,), generator=g)]
+        loss = mdlm_loss(net, x0, g, mask_index=MASK, eps=EPS).mean() / x0.shape[1]
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            d = min(args.ema, (1 + step) / (10 + step))
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+        step += 1
+        if step % args.eval_every == 0:
+            v = val_nats(ema)
+            history.append({"step": step, "minutes": round((time.time() - t0) / 60, 2),
+                            "train_loss_nats_per_token": round(loss.item(), 4), "val_nelbo_nats_per_molecule": round(v, 3)})
+            print(history[-1], flush=True)
+            best = min(best, v)
+            _save_checkpoint(ckpt, net, ema, opt, {"step": step, "history": history, "best": best,
+                                                   "elapsed": time.time() - t0})
+    v = val_nats(ema)
+    record = {"command": "python -m svdd.tasks.molecule.train denoiser " + " ".join(sys.argv[2:]),
+              "data": f"MOSES train (molsets 0.3.1), {data.shape[0]} molecules that fit {len(VOCAB)} SELFIES tokens "
+                      f"and length {SEQ_LEN}; 2048 held out for validation",
+              "steps": step, "batch": args.batch, "lr": args.lr, "ema": args.ema,
+              "wall_minutes": round((time.time() - t0) / 60, 1), "threads": args.threads,
+              "val_nelbo_nats_per_molecule": round(v, 3), "history": history}
+    save_module(ema, WEIGHTS / "denoiser", record)
+    print({k: v for k, v in record.items() if k != "history"}, flush=True)
+
+
+def train_value(args) -> None:
+    """SVDD-MC value net for one reward: Monte-Carlo regression of the reward of pre-trained rollouts on their noisy
+    states (paper Algorithm 3), plus forward-masked real MOSES molecules with their rewards for the cheap rewards
+    (``--real``). Validation: Pearson correlation with the final reward on held-out rollouts, at several times."""
+    from safetensors.torch import load_file, save_file
+
+    from ...training import Rollouts, collect_rollouts, train_value_net
+    from . import build_spec
+    from .networks import ValueNet
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    kw = {"cache": args.docking_cache or None, "workers": args.workers} if args.reward == "docking" else {}
+    spec = build_spec(args.reward, num_steps=args.steps, **kw)
+    t0 = time.time()
+    cache = cache_dir() / f"molecule-rollouts-{args.reward}-{args.rollouts}-T{args.steps}-k{args.keep_every}-s{args.seed}.safetensors"
+    if cache.exists():
+        d = load_file(str(cache))
+        roll = Rollouts(d["states"], d["times"], d["rewards"])
+    else:
+        roll = collect_rollouts(spec.model, spec.reward, args.rollouts, seed=args.seed, max_batch=512,
+                                keep_every=args.keep_every, progress=True)
+        save_file({"states": roll.states.contiguous(), "times": roll.times, "rewards": roll.rewards}, str(cache))
+    t_roll = time.time() - t0
+    extra = None
+    if args.real > 0:
+        rows = moses_tokens("train")
+        real = rows[torch.randperm(rows.shape[0], generator=torch.Generator().manual_seed(args.seed))[:args.real]]
+        with torch.no_grad():
+            r_real = torch.cat([spec.reward(real[a:a + 1024]).float() for a in range(0, real.shape[0], 1024)])
+        ok = ~torch.isnan(r_real)
+        extra = (real[ok], r_real[ok])
+    net = ValueNet(vocab=len(VOCAB), seq_len=SEQ_LEN)
+    rec = train_value_net(net, roll, epochs=args.epochs, batch_size=256, lr=args.lr, seed=args.seed, progress=True,
+                          extra_clean=extra, mask_token=MASK, eps=EPS)
+    r = roll.rewards[~torch.isnan(roll.rewards)]
+    record = {"command": "python -m svdd.tasks.molecule.train value " + " ".join(sys.argv[2:]),
+              "reward": spec.reward.name, "rollouts": args.rollouts, "num_steps": args.steps,
+              "keep_every": args.keep_every, "epochs": args.epochs, "lr": args.lr,
+              "failed_rollout_rewards": int(torch.isnan(roll.rewards).sum()),
+              "rollout_reward_mean": round(float(r.mean()), 4), "rollout_reward_std": round(float(r.std()), 4),
+              "augmentation": f"{extra[0].shape[0]} forward-masked MOSES train molecules" if extra else None,
+              "rollout_minutes": round(t_roll / 60, 2), "wall_minutes": round((time.time() - t0) / 60, 2),
+              "train_loss_per_epoch": [round(v, 5) for v in rec.losses],
+              "val_pearson_by_time_heldout_rollouts": {f"{k:.3f}": round(v, 4) for k, v in sorted(rec.val_corr.items())}}
+    save_module(net, WEIGHTS / f"value_{args.reward}", record)
+    print(record, flush=True)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="what", required=True)
+    d = sub.add_parser("denoiser")
+    d.add_argument("--minutes", type=float, default=40)
+    d.add_argument("--dim", type=int, default=128)
+    d.add_argument("--layers", type=int, default=6)
+    d.add_argument("--heads", type=int, default=4)
+    d.add_argument("--batch", type=int, default=256)
+    d.add_argument("--lr", type=float, default=1e-3)
+    d.add_argument("--ema", type=float, default=0.999)
+    d.add_argument("--eval-every", type=int, default=500)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--resume", action="store_true", help="continue from the checkpoint in $SVDD_CACHE")
+    v = sub.add_parser("value")
+    v.add_argument("--reward", choices=("qed", "sa", "docking"), required=True)
+    v.add_argument("--rollouts", type=int, default=2048)
+    v.add_argument("--steps", type=int, default=64)
+    v.add_argument("--keep-every", type=int, default=2, help="train on every k-th level of the rollouts")
+    v.add_argument("--epochs", type=int, default=4)
+    v.add_argument("--lr", type=float, default=5e-4)
+    v.add_argument("--real", type=int, default=0, help="forward-masked real MOSES train molecules added (cheap rewards)")
+    v.add_argument("--docking-cache", default="", help="SQLite reward cache for the docking reward")
+    v.add_argument("--workers", type=int, default=2, help="docking worker processes")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    if args.what == "denoiser":
+        train_denoiser(args)
+    else:
+        train_value(args)
+
+
+if __name__ == "__main__":
+    main()
