@@ -89,3 +89,21 @@ def test_cli_sample_writes_smiles_csv(tmp_path):
         assert float(r["reward_qed"]) == float(r["qed"])  # the guidance reward is RDKit's QED of that molecule
     run = json.loads((out / "run.json").read_text())
     assert run["task"]["task"] == "molecule-qed"
+
+
+def test_docking_reward_pool_and_cache(tmp_path):
+    """The task's docking reward: a real Vina call in a worker process, then a cache hit (no second call), also
+    for another token row of the same molecule and for a new reward object reading the same SQLite file."""
+    pytest.importorskip("vina", reason="docking needs AutoDock Vina (pip install 'svdd[molecules]')")
+    from svdd.tasks.molecule import docking_reward
+    x = encode(["NC(=O)c1ccccc1"])  # benzamide: a PARP1 fragment, docks in well under a second
+    with docking_reward(workers=1, cache=tmp_path / "dock.sqlite") as reward:
+        first = reward(x)
+        spaced = torch.zeros_like(x)  # the same molecule spelled with padding in between: same key
+        spaced[0, ::2] = x[0, : data.SEQ_LEN // 2]
+        again = reward(torch.cat([x, spaced]))
+        assert (reward.stats.calls, reward.stats.hits) == (1, 2)
+        assert reward.reward.stats.calls == 1  # the worker pool docked once
+    assert 3.0 < float(first) < 12.0 and torch.equal(again, first.repeat(2))
+    with docking_reward(workers=1, cache=tmp_path / "dock.sqlite") as other:
+        assert torch.equal(other(x), first) and other.stats.calls == 0

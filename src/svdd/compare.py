@@ -54,6 +54,7 @@ class MethodRow:
     metrics: list[dict[str, float]] = field(default_factory=list)
     first_samples: Any = None  # samples of the first seed (written out by `write_outputs`)
     first_eval: Any = None
+    later_samples: list[Any] = field(default_factory=list)  # samples of the other seeds (`write_outputs`: seed<k>/)
 
 
 def _q(a: np.ndarray, q: float) -> float:
@@ -98,6 +99,8 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
             row.metrics.append(rec["metrics"])
             if row.first_samples is None:
                 row.first_samples, row.first_eval = rec.get("samples"), rec["eval_rewards"]
+            else:
+                row.later_samples.append(rec.get("samples"))
             bar.update()
         rows.append(row)
     bar.close()
@@ -253,16 +256,17 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
             for s, a in enumerate(r.rewards):
                 w.writerows([r.label, settings["seeds"][s], float(v)] for v in a)
     histogram(rows, out / "reward_hist.png", f"{task.name}: reward per method")
-    if spec.write_samples is not None:  # the first seed's samples of every method, with their rewards
+    if spec.write_samples is not None:  # every method's samples with their rewards: first seed, then seed<k>/
         for r in rows:
-            if r.first_samples is None:
-                continue
-            folder = out / "samples" / r.label
-            folder.mkdir(parents=True, exist_ok=True)
-            rewards = {getattr(spec.reward, "name", "reward"): torch.as_tensor(r.rewards[0])}
-            if r.first_eval is not None:
-                rewards[getattr(spec.eval_reward, "name", "eval_reward")] = torch.as_tensor(r.first_eval)
-            spec.write_samples(folder, r.first_samples, rewards)
+            for s, x in enumerate([r.first_samples, *r.later_samples]):
+                if x is None:
+                    continue
+                folder = out / "samples" / r.label / ("" if s == 0 else f"seed{settings['seeds'][s]}")
+                folder.mkdir(parents=True, exist_ok=True)
+                rewards = {getattr(spec.reward, "name", "reward"): torch.as_tensor(r.rewards[s])}
+                if len(r.eval_rewards) > s:
+                    rewards[getattr(spec.eval_reward, "name", "eval_reward")] = torch.as_tensor(r.eval_rewards[s])
+                spec.write_samples(folder, x, rewards)
     if spec.figure is not None:  # one row of samples per method
         firsts = {r.label: r.first_samples for r in rows if r.first_samples is not None}
         spec.figure(firsts, {r.label: r.rewards[0] for r in rows}, out / "grid.png",

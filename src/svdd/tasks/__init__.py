@@ -172,8 +172,8 @@ def molecule_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.1
             "svdd-pm": {"method": "svdd", "M": M, **sched}, "svdd-r": {"method": "svdd-r", "M": M, **sched}}
 
 
-_MOLECULE = ("SELFIES masked diffusion (transformer, trained here on MOSES, 56 tokens, 64 steps); every generated "
-             "molecule is valid by construction. ")
+_MOLECULE = ("SELFIES masked diffusion (transformer, trained here on MOSES, 56 tokens, 64 steps; 32 for docking); "
+             "every generated molecule is valid by construction. ")
 _MOLECULE_OPTIONS = ("num_steps", "device")
 register_task(Task(
     "molecule-qed", _MOLECULE + "Reward: QED (RDKit), exact and cheap.", _molecule("qed"),
@@ -186,8 +186,8 @@ register_task(Task(
 register_task(Task(
     "molecule-docking-parp1", _MOLECULE + "Reward: max(-score, 0) kcal/mol of AutoDock Vina docking against PARP1 "
     "(dockstring's prepared receptor and box; exhaustiveness 1, seed 1) in a pool of worker processes behind a "
-    "canonical-SMILES cache; SVDD-PM / SVDD-R / SMC select at every 8th step. Held-out: re-docking at exhaustiveness 4 "
+    "canonical-SMILES cache; SVDD-PM / SVDD-R / SMC select at every 4th step. Held-out: re-docking at exhaustiveness 4 "
     "with seed 2. Seconds per docking call: use few samples.", _molecule("docking"),
-    methods=molecule_methods(dps_scale=1.0, smc_alpha=0.5, select_every=8), num_samples=8,
+    methods=molecule_methods(dps_scale=1.0, smc_alpha=0.5, select_every=4), num_samples=8,
     quick={"num_samples": 4, "seeds": [0]},
     options=_MOLECULE_OPTIONS + ("exhaustiveness", "eval_exhaustiveness", "workers", "timeout", "cache")))
