@@ -152,7 +152,6 @@ def redock(args) -> None:
     from svdd.rewards.chem import VinaDocking, heavy_atoms
     from svdd.rewards.parallel import ParallelReward
     from svdd.rewards.chem import dock_score_item, init_docking
-    from svdd.tasks.molecule.data import encode
     folder = Path(args.compare)
     files = sorted((folder / "samples").glob("*/**/samples.csv")) + sorted((folder / "samples").glob("*/samples.csv"))
     per_method: dict[str, list[dict]] = {}
@@ -160,18 +159,16 @@ def redock(args) -> None:
         method = f.relative_to(folder / "samples").parts[0]
         per_method.setdefault(method, []).extend(csv.DictReader(open(f)))
     dock = VinaDocking(sf_name="vinardo", exhaustiveness=args.exhaustiveness, seed=2)
-    pool = ParallelReward(dock_score_item, to_item=dock.to_item, workers=args.workers, timeout=300,
-                          init=init_docking, init_args=dock.init_args, name=dock.name)  # raw scores, kcal/mol
-    scores: dict[str, float] = {}
     todo = sorted({r["smiles"] for rows in per_method.values() for r in rows if r["smiles"]})
-    if todo:
-        vals = pool(encode(todo))  # canonical SMILES -> tokens -> the same canonical SMILES in the workers
-        scores = dict(zip(todo, vals.tolist()))
+    pool = ParallelReward(dock_score_item, to_item=lambda idx: [(todo[i], dock) for i in idx.tolist()],
+                          workers=args.workers, timeout=300, init=init_docking, init_args=dock.init_args,
+                          name=dock.name)  # raw scores (kcal/mol) of the SMILES as written
+    scores = dict(zip(todo, pool(torch.arange(len(todo))).tolist())) if todo else {}
     pool.close()
     out_rows = []
     for method, rows in per_method.items():
-        guide = [k for k in rows[0] if k.startswith("reward_docking") and "ex1" in k]
-        held = [k for k in rows[0] if k.startswith("reward_docking") and "ex1" not in k]
+        guide = [k for k in rows[0] if k.startswith("reward_docking") and k.endswith("-seed1")]
+        held = [k for k in rows[0] if k.startswith("reward_docking") and k.endswith("-seed2")]
         smiles = [r["smiles"] for r in rows if r["smiles"]]
         ha = np.array([heavy_atoms(s) for s in smiles])
         vinardo = np.array([scores[s] for s in smiles])

@@ -30,11 +30,11 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
             to stop there (the samples are then the model's x̂0 of the current states).
         reward_budget: the most real reward calls per sample that guidance may spend (an expensive reward such as
-            docking). A method skips a selection / weighting step whose worst case (every candidate a real call; a
-            reward cache makes the real count lower) would exceed the run's budget, ``reward_budget * num_samples``,
+            docking). A method skips a selection / weighting step whose worst case (every candidate a new call; with a
+            reward cache, repeats within the run are free) would exceed the run's budget, ``reward_budget * num_samples``,
             and goes on with the pre-trained transition; Best-of-N draws at most that many samples. The rewards of the
             returned samples are always computed, so a run may end slightly above the budget; ``result.cost`` reports
-            real calls, cache hits and reward seconds.
+            reward calls, cache hits and reward seconds. `dps` takes no budget (an error).
     """
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -48,6 +48,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         raise TypeError(f"options {sorted(method_options)} given with a method object; set them on the object instead")
     if not isinstance(method, Method):
         raise TypeError(f"method must be a name or a svdd method config, got {type(method).__name__}")
+    if reward_budget is not None and not method.honours_budget:
+        raise ValueError(f"method {method.name!r} does not take a reward budget (its every step calls the reward or "
+                         f"value net for a gradient); got reward_budget={reward_budget!r}")
     reward = as_reward(reward)
     method.check(model, reward)
     model = method.wrap_model(model, reward)

@@ -130,8 +130,9 @@ def cmd_sample(args) -> int:
     c = s["cost_per_sample"]
     print(f"{args.method} on {task.name}: {s['num_samples']} samples, reward median {s['reward_median']:.4f}, "
           f"p90 {s['reward_p90']:.4f}; per sample: {c['network_evals']:.1f} network evals, "
-          f"{c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} real calls, {c['cache_hits']:.1f} cache hits, "
-          f"{c['reward_seconds']:.3g} s in the reward); written to {out}")
+          f"{c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} reward calls, of which {c['stored_hits']:.1f} were "
+          f"answered by earlier runs; {c['cache_hits']:.1f} repeats answered by the cache; {c['reward_seconds']:.3g} s "
+          f"in the reward); written to {out}")
     return 0
 
 

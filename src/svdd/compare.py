@@ -54,7 +54,7 @@ class MethodRow:
     metrics: list[dict[str, float]] = field(default_factory=list)
     first_samples: Any = None  # samples of the first seed (written out by `write_outputs`)
     first_eval: Any = None
-    later_samples: list[Any] = field(default_factory=list)  # samples of the other seeds (`write_outputs`: seed<k>/)
+    samples: list[Any] = field(default_factory=list)  # samples per seed, aligned with the seeds (None if not kept)
 
 
 def _q(a: np.ndarray, q: float) -> float:
@@ -99,8 +99,7 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
             row.metrics.append(rec["metrics"])
             if row.first_samples is None:
                 row.first_samples, row.first_eval = rec.get("samples"), rec["eval_rewards"]
-            else:
-                row.later_samples.append(rec.get("samples"))
+            row.samples.append(rec.get("samples"))
             bar.update()
         rows.append(row)
     bar.close()
@@ -135,6 +134,9 @@ def _plain(opts: dict[str, Any]) -> dict[str, Any]:
 def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool,
              full: bool = True, reward_budget: float | None = None) -> dict:
     """One run scored by both oracles; ``full`` adds naturalness, diversity and the task's set metrics."""
+    from .methods import METHODS
+    if not METHODS[name].honours_budget:  # e.g. DPS: runs unbudgeted (its calls are reported as they are)
+        reward_budget = None
     res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
                  progress=progress, reward_budget=reward_budget, **spec.resolve(opts))
     with torch.no_grad():
@@ -187,7 +189,7 @@ def markdown_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
     extra = [k for k in summary[0] if k.startswith("metric_")]
     cached = any(d.get("cache_hits_per_sample", 0) > 0 for d in summary)  # a reward cache answered some rows
     head += ["diversity", *(k[len("metric_"):] for k in extra), "network evals / sample", "reward evals / sample",
-             *(["real reward calls / sample", "cache hits / sample"] if cached else []), "value evals / sample",
+             *(["reward calls / sample", "cache hits / sample"] if cached else []), "value evals / sample",
              "wall s / sample"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -258,13 +260,13 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
     histogram(rows, out / "reward_hist.png", f"{task.name}: reward per method")
     if spec.write_samples is not None:  # every method's samples with their rewards: first seed, then seed<k>/
         for r in rows:
-            for s, x in enumerate([r.first_samples, *r.later_samples]):
+            for s, x in enumerate(r.samples or [r.first_samples]):
                 if x is None:
                     continue
                 folder = out / "samples" / r.label / ("" if s == 0 else f"seed{settings['seeds'][s]}")
                 folder.mkdir(parents=True, exist_ok=True)
                 rewards = {getattr(spec.reward, "name", "reward"): torch.as_tensor(r.rewards[s])}
-                if len(r.eval_rewards) > s:
+                if len(r.eval_rewards) == len(r.rewards):  # every seed has one
                     rewards[getattr(spec.eval_reward, "name", "eval_reward")] = torch.as_tensor(r.eval_rewards[s])
                 spec.write_samples(folder, x, rewards)
     if spec.figure is not None:  # one row of samples per method

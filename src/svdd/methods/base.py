@@ -64,6 +64,7 @@ def register(cls):
 @dataclass
 class Method:
     name: ClassVar[str] = "method"
+    honours_budget: ClassVar[bool] = True  # whether the method respects a reward-call budget (`svdd.sample`)
 
     def init(self, engine, n: int) -> State:
         raise NotImplementedError(f"method {self.name!r} does not implement init(engine, n)")

@@ -23,6 +23,7 @@ from .pretrained import Pretrained
 @dataclasses.dataclass
 class DPS(Pretrained):
     name = "dps"
+    honours_budget = False  # every step calls the reward (or value net) for its gradient
     scale: float = 1.0
     target: str = "reward"  # 'reward' (gradient of r at x̂0) or 'value' (gradient of a value net at x_i)
     value: Any = None  # value net for target='value'

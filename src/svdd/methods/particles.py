@@ -65,6 +65,8 @@ class ParticleMethod(Method):
         s = start(engine, n)
         if not self.weighted:
             return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
+        if not affordable(engine, self.value, n):  # no budget for the initial weight: the first weighting starts it
+            return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
         v = self.value(engine, s.x, s.pred if self.value.needs_prediction else None, 0)
         bad = failed(v)
         if bool(bad.all()):  # no value at level 0: the first weighting step starts the telescoping sum instead

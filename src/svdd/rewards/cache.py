@@ -161,10 +161,6 @@ class CachedReward(Reward):
         n = x.shape[0]
         xc = x.detach().cpu()
         keys = [str(self.key(xc[j])) for j in range(n)]
-        for k in keys:  # a key repeated within the run (or within this batch)
-            if k in self._run:
-                self.stats.run_hits += 1
-            self._run.add(k)
         missing: dict[str, int] = {}  # key -> its representative row
         for j, k in enumerate(keys):
             if k not in self.memory:
@@ -192,6 +188,10 @@ class CachedReward(Reward):
             if keep and self.path is not None:
                 self._db_put(keep, seconds / len(rows))
         self.stats.hits += n - len(new)
+        for j, k in enumerate(keys):  # after success only: a row answered without a call, for a key asked before
+            if not (k in new and missing[k] == j) and k in self._run:
+                self.stats.run_hits += 1
+            self._run.add(k)
         return torch.tensor([new[k] if k in new else self.memory[k] for k in keys], dtype=torch.float64,
                             device=x.device)
 

@@ -6,7 +6,8 @@ accessibility, or docking against PARP1 with AutoDock Vina (the expensive black 
 * rewards: QED and (10 − SA)/9 from RDKit, in-process; docking = max(−Vina score, 0) kcal/mol on dockstring's
   prepared PARP1 receptor and box, run by a pool of worker processes (per-molecule timeout; a failure is NaN) behind
   a reward cache keyed by canonical SMILES (in memory, plus an SQLite file with ``cache=PATH``), so a molecule is
-  docked once per run -- or once ever, across runs, methods and processes, with the file;
+  docked once per run -- and, with the file, reused across runs, methods and processes (two processes that ask for
+  the same new molecule at the same moment may both dock it);
 * held-out check for docking: re-docking with a higher exhaustiveness and another seed (the task's evaluation
   reward); vinardo re-scoring in ``benchmarks/molecule_redock.py``;
 * SVDD-MC value nets (one per reward) regressed on rollouts of the pre-trained model.

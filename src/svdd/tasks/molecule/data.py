@@ -74,6 +74,10 @@ def encode(smiles: Iterable[str], seq_len: int = SEQ_LEN) -> torch.Tensor:
 
 
 def to_selfies(tokens: torch.Tensor) -> list[str]:
+    if tokens.is_floating_point() or tokens.numel() and not 0 <= int(tokens.min()) <= int(tokens.max()) < len(VOCAB):
+        bad = tokens if tokens.is_floating_point() else tokens[(tokens < 0) | (tokens >= len(VOCAB))]
+        raise ValueError(f"molecule token rows must hold integers in [0, {len(VOCAB)}) (no mask token); got "
+                         f"{bad.flatten()[:5].tolist()}")
     return ["".join(VOCAB[int(k)] for k in row if int(k) != INDEX[PAD]) for row in tokens.reshape(-1, tokens.shape[-1])]
 
 

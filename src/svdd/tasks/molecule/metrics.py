@@ -1,6 +1,7 @@
-"""Set metrics of generated molecules (MOSES conventions): validity, uniqueness, novelty against MOSES train,
-internal diversity (1 − mean pairwise Tanimoto similarity of Morgan radius-2 fingerprints, 2048 bits) and
-Wasserstein-1 distances of property distributions to MOSES test."""
+"""Set metrics of generated molecules: validity, uniqueness and novelty against MOSES train (MOSES conventions),
+internal diversity (1 − mean Tanimoto similarity over DISTINCT pairs of Morgan radius-2 fingerprints, 2048 bits;
+MOSES's IntDiv also averages the self-pairs, which lowers it by about (1 − mean similarity)/n) and Wasserstein-1
+distances of property distributions to MOSES test."""
 
 from __future__ import annotations
 
