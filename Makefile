@@ -76,8 +76,10 @@ DOCKING_CACHE ?= $(HOME)/.cache/svdd/docking.sqlite
 train-molecules: install
 	$(PY) -m svdd.tasks.molecule.train denoiser --minutes 40 --layers 5 --batch 128
 	$(PY) -m svdd.tasks.molecule.train value --reward qed --rollouts 2048 --real 20000
-	$(PY) -m svdd.tasks.molecule.train value --reward sa --rollouts 2048 --real 20000
-	$(PY) -m svdd.tasks.molecule.train value --reward docking --steps 32 --rollouts 384 --real 256 --docking-cache $(DOCKING_CACHE)
+	$(PY) -m svdd.tasks.molecule.train value --reward sa --rollouts 1024 --real 10000 --epochs 3
+	$(PY) -m svdd.tasks.molecule.train value --reward docking --steps 32 --rollouts 256 --real 128 --epochs 6 \
+	  --docking-cache $(DOCKING_CACHE)
+	$(PY) -m svdd.tasks.molecule.train quality --n 500 --steps 64 32
 
 # the committed molecule results (QED and SA: about 30 minutes each; docking: about 90 minutes on 2 CPU cores)
 results-molecules: install
