@@ -13,7 +13,7 @@
   once for the whole benchmark, but every run's call count is its own (see `svdd.rewards.CachedReward`).
 * redock: every method's final molecules (all seeds) of a `svdd compare` run, re-scored with Vina's ``vinardo``
   scoring function, with heavy-atom counts and ligand efficiency (score per heavy atom), next to the guidance score
-  and the held-out re-docking (exhaustiveness 4, another seed) that the comparison already computed.
+  and the held-out re-docking (exhaustiveness 2, another seed) that the comparison already computed.
 """
 
 from __future__ import annotations
@@ -79,11 +79,11 @@ def frontier(args) -> None:
     spec = task.make(num_steps=args.num_steps, cache=args.cache, workers=args.workers)
     T = spec.model.num_steps
     runs = [("pretrained", "pretrained", {}, None)]
-    runs += [(f"best-of-n M={m}", "best-of-n", {"M": m}, None) for m in (2, 5, 10, 20)]
+    runs += [(f"best-of-n M={m}", "best-of-n", {"M": m}, None) for m in args.bon]
     if spec.value_net is not None:
         runs.append(("svdd-mc M=10", "svdd", {"M": 10, "value": "task"}, None))
-    runs += [(f"svdd-pm every {k}", "svdd", {"M": 10, "select_every": k}, None) for k in (16, 8, 4, 2)]
-    runs += [(f"svdd-pm budget {b}", "svdd", {"M": 10}, b) for b in (10, 20, 40)]
+    runs += [(f"svdd-pm every {k}", "svdd", {"M": 10, "select_every": k}, None) for k in args.every]
+    runs += [(f"svdd-pm budget {b}", "svdd", {"M": 10}, b) for b in args.budgets]
     runs.append(("svdd-pm every step (plain)", "svdd", {"M": 10}, None))
     out = Path(args.out)
     rows = []
@@ -185,7 +185,7 @@ def redock(args) -> None:
     keys = list(dict.fromkeys(k for r in out_rows for k in r))
     print(_write(folder, "redock", out_rows, keys,
                  f"# molecule-docking-parp1: held-out re-docking\n\nEvery seed's final molecules per method. guidance = "
-                 f"Vina, exhaustiveness 1, seed 1 (the reward guidance saw); heldout = Vina, exhaustiveness 4, seed 2; "
+                 f"Vina, exhaustiveness 1, seed 1 (the reward guidance saw); heldout = Vina, exhaustiveness 2, seed 2; "
                  f"vinardo = the vinardo scoring function, exhaustiveness {args.exhaustiveness}, seed 2 (kcal/mol, lower "
                  "is better). LE = ligand efficiency, reward (or -score) per heavy atom: docking scores grow with size. "
                  f"`python benchmarks/molecule_docking.py redock --compare {args.compare}`"))
@@ -201,6 +201,9 @@ def main(argv=None) -> int:
     f = sub.add_parser("frontier")
     f.add_argument("--num-samples", type=int, default=8)
     f.add_argument("--num-steps", type=int, default=32)
+    f.add_argument("--bon", type=int, nargs="*", default=[2, 5, 10, 20], help="Best-of-N M values")
+    f.add_argument("--every", type=int, nargs="*", default=[8, 4], help="SVDD-PM select_every values")
+    f.add_argument("--budgets", type=float, nargs="*", default=[40], help="SVDD-PM reward budgets per molecule")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--cache", default=str(Path.home() / ".cache" / "svdd" / "docking.sqlite"))

@@ -161,33 +161,32 @@ def _molecule(reward):
     return build
 
 
-def molecule_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.1,
+def molecule_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.02,
                      select_every: int = 1) -> dict[str, dict[str, Any]]:
     """The paper's molecule comparison at M candidates; DPS through the SVDD-MC value net (the paper's choice for
     molecules); ``select_every`` > 1: the reward-calling methods select / weight only at every k-th step."""
     sched = {"select_every": select_every} if select_every > 1 else {}
     return {"pretrained": {"method": "pretrained"}, "best-of-n": {"method": "best-of-n", "M": M},
-            "dps": {"method": "dps", "target": "value", "value": "task", "scale": dps_scale, "scale_mode": "absolute"},
+            "dps": {"method": "dps", "target": "value", "value": "task", "scale": dps_scale},  # relative scale
             "smc": {"method": "smc", "alpha": smc_alpha, **sched}, "svdd-mc": {"method": "svdd", "M": M, "value": "task"},
             "svdd-pm": {"method": "svdd", "M": M, **sched}, "svdd-r": {"method": "svdd-r", "M": M, **sched}}
 
 
-_MOLECULE = ("SELFIES masked diffusion (transformer, trained here on MOSES, 56 tokens, 64 steps; 32 for docking); "
+_MOLECULE = ("SELFIES masked diffusion (transformer, trained here on MOSES, 56 tokens, 32 steps); "
              "every generated molecule is valid by construction. ")
 _MOLECULE_OPTIONS = ("num_steps", "device")
 register_task(Task(
     "molecule-qed", _MOLECULE + "Reward: QED (RDKit), exact and cheap.", _molecule("qed"),
-    methods=molecule_methods(dps_scale=5.0, smc_alpha=0.02), num_samples=64,
-    quick={"num_samples": 16, "seeds": [0]}, options=_MOLECULE_OPTIONS))
+    methods=molecule_methods(), num_samples=32, quick={"num_samples": 16, "seeds": [0]}, options=_MOLECULE_OPTIONS))
 register_task(Task(
     "molecule-sa", _MOLECULE + "Reward: synthetic accessibility as (10 - SA)/9 (RDKit Contrib sascorer), exact.",
-    _molecule("sa"), methods=molecule_methods(dps_scale=5.0, smc_alpha=0.02), num_samples=64,
+    _molecule("sa"), methods=molecule_methods(), num_samples=32,
     quick={"num_samples": 16, "seeds": [0]}, options=_MOLECULE_OPTIONS))
 register_task(Task(
     "molecule-docking-parp1", _MOLECULE + "Reward: max(-score, 0) kcal/mol of AutoDock Vina docking against PARP1 "
     "(dockstring's prepared receptor and box; exhaustiveness 1, seed 1) in a pool of worker processes behind a "
-    "canonical-SMILES cache; SVDD-PM / SVDD-R / SMC select at every 4th step. Held-out: re-docking at exhaustiveness 4 "
+    "canonical-SMILES cache; SVDD-PM / SVDD-R / SMC select at every 8th step. Held-out: re-docking at exhaustiveness 2 "
     "with seed 2. Seconds per docking call: use few samples.", _molecule("docking"),
-    methods=molecule_methods(dps_scale=1.0, smc_alpha=0.5, select_every=4), num_samples=8,
+    methods=molecule_methods(smc_alpha=0.5, select_every=8), num_samples=8,
     quick={"num_samples": 4, "seeds": [0]},
     options=_MOLECULE_OPTIONS + ("exhaustiveness", "eval_exhaustiveness", "workers", "timeout", "cache")))

@@ -1,5 +1,6 @@
 """Networks of the molecule task: the masked-diffusion denoiser over SELFIES tokens (a small bidirectional
-transformer) and the SVDD-MC value network. Both take long tokens (n, L) with the mask token ``vocab_size``."""
+transformer) and the SVDD-MC value network (convolutional). Both take long tokens (n, L) with the mask token
+``vocab_size``."""
 
 from __future__ import annotations
 
@@ -28,28 +29,25 @@ class TransformerDenoiser(nn.Module):
         return self.out(self.norm(self.encoder(h)))
 
 
-def embed(table: nn.Embedding, x: torch.Tensor) -> torch.Tensor:
-    """Token embedding of long tokens (n, L), or of one-hot / probability rows (n, L, V + 1) -- the latter is what
-    gradient guidance (DPS through the value net) differentiates."""
-    return x.to(table.weight.dtype) @ table.weight if x.is_floating_point() else table(x)
-
-
 class ValueNet(nn.Module):
-    """SVDD-MC value net f(x_t, t): a small transformer on tokens (mask included) or their one-hot rows, with the
-    time added to every position's embedding, mean + max pooled, MLP head."""
+    """SVDD-MC value net f(x_t, t): one-hot tokens with the mask channel (or one-hot / probability rows (n, L, V + 1),
+    what DPS through the value net differentiates) and the time as an extra channel, residual dilated convolutions,
+    max + mean pooling, MLP head. (A small transformer fitted no better on these rollouts and trained 3x slower.)"""
 
-    def __init__(self, vocab: int = 26, seq_len: int = 56, dim: int = 96, layers: int = 3, heads: int = 4):
+    def __init__(self, vocab: int = 26, hidden: int = 96, dilations=(1, 2, 4, 8, 1, 2, 4, 8)):
         super().__init__()
-        self.config = {"vocab": vocab, "seq_len": seq_len, "dim": dim, "layers": layers, "heads": heads}
-        self.tok = nn.Embedding(vocab + 1, dim)
-        self.pos = nn.Parameter(torch.randn(seq_len, dim) * 0.02)
-        self.time = nn.Linear(1, dim)
-        layer = nn.TransformerEncoderLayer(dim, heads, 4 * dim, 0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.head = nn.Sequential(nn.LayerNorm(2 * dim + 1), nn.Linear(2 * dim + 1, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.config = {"vocab": vocab, "hidden": hidden, "dilations": list(dilations)}
+        self.vocab = vocab
+        self.inp = nn.Conv1d(vocab + 2, hidden, 5, padding=2)
+        self.blocks = nn.ModuleList([nn.Sequential(nn.GroupNorm(1, hidden), nn.GELU(),
+                                                   nn.Conv1d(hidden, hidden, 3, padding=d, dilation=d))
+                                     for d in dilations])
+        self.head = nn.Sequential(nn.Linear(2 * hidden + 1, hidden), nn.GELU(), nn.Linear(hidden, 1))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        tt = t.float().view(-1, 1)
-        h = self.encoder(embed(self.tok, x) + self.pos[: x.shape[1]] + self.time(tt).unsqueeze(1))
-        return self.head(torch.cat([h.mean(1), h.amax(1), tt], 1)).squeeze(-1)
+        oh = x.float() if x.is_floating_point() else nn.functional.one_hot(x, self.vocab + 1).float()
+        tt = t.float().view(-1, 1, 1).expand(oh.shape[0], oh.shape[1], 1)
+        h = self.inp(torch.cat([oh, tt], -1).transpose(1, 2))
+        for b in self.blocks:
+            h = h + b(h)
+        return self.head(torch.cat([h.amax(-1), h.mean(-1), t.float().view(-1, 1)], 1)).squeeze(-1)

@@ -154,7 +154,7 @@ def train_value(args) -> None:
             r_real = torch.cat([spec.reward(real[a:a + 1024]).float() for a in range(0, real.shape[0], 1024)])
         ok = ~torch.isnan(r_real)
         extra = (real[ok], r_real[ok])
-    net = ValueNet(vocab=len(VOCAB), seq_len=SEQ_LEN)
+    net = ValueNet(vocab=len(VOCAB))
     rec = train_value_net(net, roll, epochs=args.epochs, batch_size=256, lr=args.lr, seed=args.seed, progress=True,
                           extra_clean=extra, mask_token=MASK, eps=EPS)
     r = roll.rewards[~torch.isnan(roll.rewards)]
@@ -224,8 +224,8 @@ def main(argv=None):
     v.add_argument("--rollouts", type=int, default=2048)
     v.add_argument("--steps", type=int, default=64)
     v.add_argument("--keep-every", type=int, default=2, help="train on every k-th level of the rollouts")
-    v.add_argument("--epochs", type=int, default=4)
-    v.add_argument("--lr", type=float, default=5e-4)
+    v.add_argument("--epochs", type=int, default=3)
+    v.add_argument("--lr", type=float, default=2e-3)
     v.add_argument("--real", type=int, default=0, help="forward-masked real MOSES train molecules added (cheap rewards)")
     v.add_argument("--docking-cache", default="", help="SQLite reward cache for the docking reward")
     v.add_argument("--workers", type=int, default=2, help="docking worker processes")
