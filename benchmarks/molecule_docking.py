@@ -151,6 +151,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
 def redock(args) -> None:
     from svdd.rewards.chem import VinaDocking, heavy_atoms
     from svdd.rewards.parallel import ParallelReward
+    from svdd.rewards.cache import CachedReward
     from svdd.rewards.chem import dock_score_item, init_docking
     folder = Path(args.compare)
     files = sorted((folder / "samples").glob("*/**/samples.csv")) + sorted((folder / "samples").glob("*/samples.csv"))
@@ -161,8 +162,9 @@ def redock(args) -> None:
     dock = VinaDocking(sf_name="vinardo", exhaustiveness=args.exhaustiveness, seed=2)
     todo = sorted({r["smiles"] for rows in per_method.values() for r in rows if r["smiles"]})
     pool = ParallelReward(dock_score_item, to_item=lambda idx: [(todo[i], dock) for i in idx.tolist()],
-                          workers=args.workers, timeout=300, init=init_docking, init_args=dock.init_args,
+                          workers=args.workers, timeout=30, init=init_docking, init_args=dock.init_args,
                           name=dock.name)  # raw scores (kcal/mol) of the SMILES as written
+    pool = CachedReward(pool, key=lambda row: todo[int(row)], path=args.cache, namespace=dock.name + "-score")
     scores = dict(zip(todo, pool(torch.arange(len(todo))).tolist())) if todo else {}
     pool.close()
     out_rows = []
@@ -213,6 +215,7 @@ def main(argv=None) -> int:
     r.add_argument("--compare", default="results/molecule-docking-parp1")
     r.add_argument("--exhaustiveness", type=int, default=1)
     r.add_argument("--workers", type=int, default=2)
+    r.add_argument("--cache", default=str(Path.home() / ".cache" / "svdd" / "docking.sqlite"))
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     {"throughput": throughput, "frontier": frontier, "redock": redock}[args.what](args)
     return 0

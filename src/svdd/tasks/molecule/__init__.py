@@ -53,7 +53,7 @@ def build_model(num_steps: int = 64, device: str = "cpu"):
 
 
 def docking_reward(*, target: str = "PARP1", exhaustiveness: int = 1, seed: int = 1, sf_name: str = "vina",
-                   cpu: int = 1, workers: int = 2, timeout: float | None = 120.0, cache: str | Path | None = None):
+                   cpu: int = 1, workers: int = 2, timeout: float | None = 30.0, cache: str | Path | None = None):
     """Docking reward on token rows: a pool of ``workers`` Vina processes (per-molecule ``timeout``; a timeout, crash
     or error is NaN) behind a `CachedReward` keyed by canonical SMILES (``cache``: an SQLite file shared by runs and
     processes; None: memory only)."""
@@ -64,7 +64,7 @@ def docking_reward(*, target: str = "PARP1", exhaustiveness: int = 1, seed: int 
 
 
 def build_spec(reward: str = "qed", num_steps: int | None = None, exhaustiveness: int = 1, eval_exhaustiveness: int = 2,
-               workers: int = 2, timeout: float = 120.0, cache: str | None = None, device: str = "cpu") -> TaskSpec:
+               workers: int = 2, timeout: float = 30.0, cache: str | None = None, device: str = "cpu") -> TaskSpec:
     from ...rewards.cache import CachedReward
     from ...rewards.chem import QED, SA
     from . import metrics
