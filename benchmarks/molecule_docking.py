@@ -84,7 +84,8 @@ def frontier(args) -> None:
         runs.append(("svdd-mc M=10", "svdd", {"M": 10, "value": "task"}, None))
     runs += [(f"svdd-pm every {k}", "svdd", {"M": 10, "select_every": k}, None) for k in args.every]
     runs += [(f"svdd-pm budget {b}", "svdd", {"M": 10}, b) for b in args.budgets]
-    runs.append(("svdd-pm every step (plain)", "svdd", {"M": 10}, None))
+    if args.plain:
+        runs.append(("svdd-pm every step (plain)", "svdd", {"M": 10}, None))
     out = Path(args.out)
     rows = []
     done = {}
@@ -209,6 +210,8 @@ def main(argv=None) -> int:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--workers", type=int, default=2)
     f.add_argument("--cache", default=str(Path.home() / ".cache" / "svdd" / "docking.sqlite"))
+    f.add_argument("--plain", action=argparse.BooleanOptionalAction, default=True,
+                   help="also plain SVDD-PM (selection at every step; the most docking calls)")
     f.add_argument("--quiet", action="store_true")
     f.add_argument("--out", default="results/molecule-docking-parp1/frontier")
     r = sub.add_parser("redock")
