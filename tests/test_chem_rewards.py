@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-pytest.importorskip("rdkit")
-pytest.importorskip("selfies")
+pytest.importorskip("rdkit", reason="molecule rewards need RDKit (pip install 'svdd[molecules]')")
+pytest.importorskip("selfies", reason="molecule rewards need selfies (pip install 'svdd[molecules]')")
 
 from svdd.rewards import chem  # noqa: E402
 from svdd.tasks.molecule.data import SEQ_LEN, encode, moses_smiles  # noqa: E402
@@ -57,8 +57,8 @@ def test_token_rewards_equal_smiles_functions(molecules):
 
 
 def test_docking_real_vina_call():
-    pytest.importorskip("vina")
-    pytest.importorskip("meeko")
+    pytest.importorskip("vina", reason="docking needs AutoDock Vina (pip install 'svdd[molecules]')")
+    pytest.importorskip("meeko", reason="docking needs meeko (pip install 'svdd[molecules]')")
     settings = chem.VinaDocking("PARP1", exhaustiveness=1, seed=1)
     score = settings.score(BENZAMIDE)
     assert math.isfinite(score) and -12 < score < -3

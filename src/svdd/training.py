@@ -39,6 +39,18 @@ class Rollouts:
     times: torch.Tensor  # (T,) continuous time of each level
     rewards: torch.Tensor  # (n,) final rewards (NaN rows dropped by the trainer)
 
+    def save(self, path) -> None:
+        """Write as safetensors (never a pickle)."""
+        from safetensors.torch import save_file
+        save_file({"states": self.states.contiguous(), "times": self.times.contiguous(),
+                   "rewards": self.rewards.contiguous()}, str(path))
+
+    @classmethod
+    def load(cls, path) -> "Rollouts":
+        from safetensors.torch import load_file
+        d = load_file(str(path))
+        return cls(d["states"], d["times"], d["rewards"])
+
 
 def collect_rollouts(model, reward, num_rollouts: int, *, seed: int = 0, max_batch: int = 1024,
                      keep_every: int = 1, progress: bool = False) -> Rollouts:

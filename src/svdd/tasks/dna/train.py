@@ -167,7 +167,7 @@ def train_value(args) -> None:
     """SVDD-MC value net: Monte-Carlo regression of the guidance reward on rollouts of the pre-trained model (paper
     Algorithm 3), augmented with forward-masked real training sequences (2,048 rollouts alone give too few distinct
     clean sequences for a 200-bp reward). Validation: held-out rollouts, at several times."""
-    from ...training import collect_rollouts, train_value_net
+    from ...training import Rollouts, collect_rollouts, train_value_net
     from . import build_spec
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
@@ -175,12 +175,12 @@ def train_value(args) -> None:
     t0 = time.time()
     cache = Path(args.rollout_cache) if args.rollout_cache else None
     if cache is not None and cache.exists():
-        roll = torch.load(cache, weights_only=False)
+        roll = Rollouts.load(cache)
     else:
         roll = collect_rollouts(spec.model, spec.reward, args.rollouts, seed=args.seed, max_batch=512,
                                 keep_every=args.keep_every, progress=True)
         if cache is not None:
-            torch.save(roll, cache)
+            roll.save(cache)
     t_roll = time.time() - t0
     extra = None
     if args.real_augment:

@@ -166,7 +166,7 @@ def train_value(args) -> None:
     'data' = forward-noised training images regressed on the clean image's reward; 'rollouts' = states of
     pre-trained rollouts regressed on the rollout's final reward (Algorithm 3). Both are scored on held-out rollouts;
     the better one per reward is shipped as value_<reward>."""
-    from ...training import collect_rollouts
+    from ...training import Rollouts, collect_rollouts
     from . import load_model
     from .networks import ImageValueNet
     torch.set_num_threads(args.threads)
@@ -176,12 +176,12 @@ def train_value(args) -> None:
     jpeg = JPEGCompressibility(95)
     cache = Path(args.rollout_cache) if args.rollout_cache else None
     if cache is not None and cache.exists():
-        ro = torch.load(cache, weights_only=False)
+        ro = Rollouts.load(cache)
     else:
         ro = collect_rollouts(model, jpeg, args.rollouts + args.heldout, seed=args.seed, max_batch=256, progress=True)
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save(ro, cache)
+            ro.save(cache)
     print(f"rollouts: {ro.states.shape[1]} x {ro.states.shape[0]} levels in {time.time() - t0:.0f}s", flush=True)
     T = model.num_steps
     final = ro.states[-1]

@@ -127,8 +127,6 @@ def train_value(args) -> None:
     """SVDD-MC value net for one reward: Monte-Carlo regression of the reward of pre-trained rollouts on their noisy
     states (paper Algorithm 3), plus forward-masked real MOSES molecules with their rewards for the cheap rewards
     (``--real``). Validation: Pearson correlation with the final reward on held-out rollouts, at several times."""
-    from safetensors.torch import load_file, save_file
-
     from ...training import Rollouts, collect_rollouts, train_value_net
     from . import build_spec
     from .networks import ValueNet
@@ -139,12 +137,11 @@ def train_value(args) -> None:
     t0 = time.time()
     cache = cache_dir() / f"molecule-rollouts-{args.reward}-{args.rollouts}-T{args.steps}-k{args.keep_every}-s{args.seed}.safetensors"
     if cache.exists():
-        d = load_file(str(cache))
-        roll = Rollouts(d["states"], d["times"], d["rewards"])
+        roll = Rollouts.load(cache)
     else:
         roll = collect_rollouts(spec.model, spec.reward, args.rollouts, seed=args.seed, max_batch=512,
                                 keep_every=args.keep_every, progress=True)
-        save_file({"states": roll.states.contiguous(), "times": roll.times, "rewards": roll.rewards}, str(cache))
+        roll.save(cache)
     t_roll = time.time() - t0
     extra = None
     if args.real > 0:
