@@ -21,12 +21,13 @@ def warmup_cosine(base_lr: float, step: int, frac: float, *, warmup: int = 500, 
 def mdlm_loss(net, x0: torch.Tensor, generator: torch.Generator, *, mask_index: int, antithetic: bool = True,
               eps: float = 1e-5) -> torch.Tensor:
     """Per-sequence MDLM negative ELBO (nats) of ``net(x_t, t) -> logits`` for clean tokens ``x0``, log-linear
-    schedule: E_t[(1/t) Σ_masked −log p(x0_l | x_t)], with antithetic (stratified) times over the batch."""
-    n = x0.shape[0]
-    u = torch.rand(1 if antithetic else n, generator=generator)
-    t = ((u + torch.arange(n) / n) % 1) if antithetic else u
+    schedule: E_t[(1/t) Σ_masked −log p(x0_l | x_t)], with antithetic (stratified) times over the batch. The noise
+    is drawn on ``x0``'s device from ``generator`` (a generator on that device): no host round trip on a GPU."""
+    n, dev = x0.shape[0], x0.device
+    u = torch.rand(1 if antithetic else n, generator=generator, device=dev)
+    t = ((u + torch.arange(n, device=dev) / n) % 1) if antithetic else u
     t = eps + (1 - eps) * t
-    mask = torch.rand(x0.shape, generator=generator) < ((1 - eps) * t)[:, None]
+    mask = torch.rand(x0.shape, generator=generator, device=dev) < ((1 - eps) * t)[:, None]
     xt = torch.where(mask, torch.full_like(x0, mask_index), x0)
     logp = torch.log_softmax(net(xt, t).float(), -1)
     nll = -logp.gather(-1, x0.unsqueeze(-1)).squeeze(-1)

@@ -153,3 +153,42 @@ def moses_tokens(split: str, limit: int | None = None, workers: int = 2) -> torc
     os.replace(tmp, path)
     return torch.from_numpy(arr.astype(np.int64))
 
+
+
+# Carried token arrays (training without RDKit / SELFIES / molsets) ------------------------------------------------
+SPLITS = ("train", "test")
+
+
+def tokens_file(folder: str | Path, split: str) -> Path:
+    return Path(folder) / f"moses-{split}-L{SEQ_LEN}-V{len(VOCAB)}.npz"
+
+
+def export_tokens(folder: str | Path) -> dict[str, tuple[int, int]]:
+    """Write every MOSES split's token rows (``moses_tokens``, all molecules that fit) as a compressed ``.npz`` (uint8
+    ``tokens`` + the ``vocab`` strings; no pickle) into ``folder``; returns {file name: (molecules, bytes)}."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split in SPLITS:
+        arr = moses_tokens(split).numpy().astype(np.uint8)
+        path = tokens_file(folder, split)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, tokens=arr, vocab=np.array(VOCAB))
+        os.replace(tmp, path)
+        out[path.name] = (arr.shape[0], path.stat().st_size)
+    return out
+
+
+def load_tokens(folder: str | Path, split: str) -> torch.Tensor:
+    """Token rows (uint8, (n, SEQ_LEN)) of a split written by `export_tokens`; checks the vocabulary and length.
+    Needs numpy only (no RDKit, SELFIES or molsets)."""
+    path = tokens_file(folder, split)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: write it with `python -m svdd.tasks.molecule.train export-tokens "
+                                f"--out {folder}` where MOSES, RDKit and SELFIES are installed")
+    with np.load(path, allow_pickle=False) as f:
+        tokens, vocab = f["tokens"], tuple(f["vocab"].tolist())
+    if vocab != VOCAB or tokens.ndim != 2 or tokens.shape[1] != SEQ_LEN or tokens.dtype != np.uint8:
+        raise ValueError(f"{path} holds {tokens.dtype} tokens {tokens.shape} over {len(vocab)} tokens; expected uint8 "
+                         f"(n, {SEQ_LEN}) over this package's {len(VOCAB)}-token vocabulary")
+    return torch.from_numpy(tokens)

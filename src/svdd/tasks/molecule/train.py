@@ -4,6 +4,9 @@
     python -m svdd.tasks.molecule.train value --reward qed           # SVDD-MC value nets (need the denoiser)
     python -m svdd.tasks.molecule.train value --reward sa
     python -m svdd.tasks.molecule.train value --reward docking --rollouts 768
+    python -m svdd.tasks.molecule.train export-tokens --out .carry/moses     # MOSES token rows as .npz (~15 MB)
+    python -m svdd.tasks.molecule.train denoiser --tokens .carry/moses --device cuda --amp --batch 1024 --out DIR
+                                                                     # numpy + torch only: no RDKit/SELFIES/molsets
 
 Each writes ``NAME.safetensors`` and ``NAME.json`` (config + record: command, data, wall time, metrics). The denoiser
 checkpoints (weights, EMA and optimizer state, as safetensors) every ``--eval-every`` steps; ``--resume`` continues
@@ -35,11 +38,11 @@ MASK = len(VOCAB)
 
 def _save_checkpoint(path: Path, net, ema, opt, meta: dict) -> None:
     from safetensors.torch import save_file
-    state = {f"net.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
-    state.update({f"ema.{k}": v.detach().contiguous() for k, v in ema.state_dict().items()})
+    state = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    state.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     for i, st in opt.state_dict()["state"].items():
         for k, v in st.items():
-            state[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().contiguous()
+            state[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
     tmp = path.with_suffix(".tmp")
     save_file(state, str(tmp), metadata={"meta": json.dumps(meta)})
     os.replace(tmp, path)
@@ -62,17 +65,37 @@ def _load_checkpoint(path: Path, net, ema, opt) -> dict:
 
 
 def train_denoiser(args) -> None:
+    """Masked diffusion on MOSES train (2048 molecules held out for the validation NELBO). ``--tokens DIR`` reads the
+    rows from `export_tokens`'s files (numpy only: no RDKit, SELFIES or molsets); ``--device cuda`` keeps the data,
+    model, EMA and noise on the GPU and syncs only at eval points; ``--out DIR`` writes the weights, record and
+    checkpoint there instead of the package's weights folder and ``$SVDD_CACHE``."""
+    dev = torch.device(args.device)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    data = moses_tokens("train")
-    g = torch.Generator().manual_seed(args.seed)
-    perm = torch.randperm(data.shape[0], generator=g)
-    val, train = data[perm[:2048]], data[perm[2048:]]
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    if args.tokens:
+        from .data import load_tokens, tokens_file
+        data = load_tokens(args.tokens, "train")
+        source = f"MOSES train tokens from {tokens_file(args.tokens, 'train').name} (export-tokens of molsets 0.3.1)"
+    else:
+        data = moses_tokens("train")
+        source = "MOSES train (molsets 0.3.1)"
+    perm = torch.randperm(data.shape[0], generator=torch.Generator().manual_seed(args.seed))
+    data = data.to(dev, torch.uint8)
+    val, train = data[perm[:2048].to(dev)].long(), data[perm[2048:].to(dev)]
+    del data
+    g = torch.Generator(dev).manual_seed(args.seed)
     net = TransformerDenoiser(vocab=len(VOCAB), seq_len=SEQ_LEN, dim=args.dim, layers=args.layers, heads=args.heads,
-                              ff=4 * args.dim)
-    ema = copy.deepcopy(net)
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01)
-    ckpt = cache_dir() / "molecule-denoiser-checkpoint.safetensors"
+                              ff=4 * args.dim).to(dev)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.01, fused=dev.type == "cuda" or None)
+    fwd = torch.compile(net) if args.compile else net
+    amp = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=args.amp)
+    out = Path(args.out) if args.out else None
+    ckpt = (out or cache_dir()) / "molecule-denoiser-checkpoint.safetensors"
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
     step, history, best, elapsed0 = 0, [], math.inf, 0.0
     if args.resume and ckpt.exists():
         meta = _load_checkpoint(ckpt, net, ema, opt)
@@ -81,28 +104,28 @@ def train_denoiser(args) -> None:
         print(f"resumed at step {step} ({elapsed0 / 60:.1f} min)", flush=True)
     t0 = time.time() - elapsed0
     budget = args.minutes * 60
+    pe, pn = list(ema.parameters()), list(net.parameters())
 
     def val_nats(model) -> float:
-        vg = torch.Generator().manual_seed(123)
-        with torch.no_grad():
-            tot = sum(float(mdlm_loss(model, val[a:a + 512], vg, mask_index=MASK, eps=EPS).sum())
-                      for a in range(0, val.shape[0], 512) for _ in range(2))
-        return tot / 2 / val.shape[0]
+        vg = torch.Generator(dev).manual_seed(123)
+        with torch.no_grad(), amp:
+            tot = torch.stack([mdlm_loss(model, val[a:a + 512], vg, mask_index=MASK, eps=EPS).sum()
+                               for a in range(0, val.shape[0], 512) for _ in range(2)]).sum()
+        return float(tot) / 2 / val.shape[0]
 
     while time.time() - t0 < budget:
         frac = (time.time() - t0) / budget
         for pg in opt.param_groups:
             pg["lr"] = warmup_cosine(args.lr, step, frac, floor=0.1)
-        x0 = train[torch.randint(0, train.shape[0], (args.batch,), generator=g)]
-        loss = mdlm_loss(net, x0, g, mask_index=MASK, eps=EPS).mean() / x0.shape[1]
-        opt.zero_grad()
+        x0 = train[torch.randint(0, train.shape[0], (args.batch,), generator=g, device=dev)].long()
+        with amp:
+            loss = mdlm_loss(fwd, x0, g, mask_index=MASK, eps=EPS).mean() / x0.shape[1]
+        opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(pn, 1.0)
         opt.step()
         with torch.no_grad():
-            d = min(args.ema, (1 + step) / (10 + step))
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.mul_(d).add_(p.detach(), alpha=1 - d)
+            torch._foreach_lerp_(pe, pn, 1 - min(args.ema, (1 + step) / (10 + step)))
         step += 1
         if step % args.eval_every == 0:
             v = val_nats(ema)
@@ -113,14 +136,25 @@ def train_denoiser(args) -> None:
             _save_checkpoint(ckpt, net, ema, opt, {"step": step, "history": history, "best": best,
                                                    "elapsed": time.time() - t0})
     v = val_nats(ema)
-    record = {"command": "python -m svdd.tasks.molecule.train denoiser " + " ".join(sys.argv[2:]),
-              "data": f"MOSES train (molsets 0.3.1), {data.shape[0]} molecules that fit {len(VOCAB)} SELFIES tokens "
+    record = {"command": "python -m svdd.tasks.molecule.train denoiser " + " ".join(args.argv[1:]),
+              "data": f"{source}, {val.shape[0] + train.shape[0]} molecules that fit {len(VOCAB)} SELFIES tokens "
                       f"and length {SEQ_LEN}; 2048 held out for validation",
-              "steps": step, "batch": args.batch, "lr": args.lr, "ema": args.ema,
+              "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu", "amp_bf16": args.amp,
+              "compile": args.compile, "steps": step, "batch": args.batch, "lr": args.lr, "ema": args.ema,
               "wall_minutes": round((time.time() - t0) / 60, 1), "threads": args.threads,
               "val_nelbo_nats_per_molecule": round(v, 3), "history": history}
-    save_module(ema, WEIGHTS / "denoiser", record)
+    save_module(ema, (out or WEIGHTS) / "denoiser", record)
     print({k: v for k, v in record.items() if k != "history"}, flush=True)
+
+
+def export(args) -> None:
+    """MOSES token rows as ``.npz`` files for `train_denoiser`'s ``--tokens`` (needs MOSES, RDKit and SELFIES once,
+    or the ``.npy`` caches under ``$SVDD_CACHE``)."""
+    from .data import export_tokens
+    files = export_tokens(args.out)
+    for name, (n, size) in files.items():
+        print(f"{Path(args.out) / name}: {n} molecules, {size / 1e6:.1f} MB", flush=True)
+    print(f"total {sum(s for _, s in files.values()) / 1e6:.1f} MB", flush=True)
 
 
 def train_value(args) -> None:
@@ -215,7 +249,15 @@ def main(argv=None):
     d.add_argument("--eval-every", type=int, default=500)
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=2)
-    d.add_argument("--resume", action="store_true", help="continue from the checkpoint in $SVDD_CACHE")
+    d.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out or $SVDD_CACHE")
+    d.add_argument("--tokens", default="", help="folder of export-tokens' .npz files (no RDKit / SELFIES / molsets)")
+    d.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    d.add_argument("--amp", action="store_true", help="bf16 autocast (cuda)")
+    d.add_argument("--compile", action="store_true", help="torch.compile the training forward")
+    d.add_argument("--out", default="", help="folder for denoiser.safetensors/.json and the checkpoint "
+                                             "(default: the package's weights folder; checkpoint in $SVDD_CACHE)")
+    e = sub.add_parser("export-tokens")
+    e.add_argument("--out", required=True, help="folder for the MOSES train and test .npz token files")
     v = sub.add_parser("value")
     v.add_argument("--reward", choices=("qed", "sa", "docking"), required=True)
     v.add_argument("--rollouts", type=int, default=2048)
@@ -234,7 +276,9 @@ def main(argv=None):
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    {"denoiser": train_denoiser, "value": train_value, "quality": sample_quality}[args.what](args)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    run = {"denoiser": train_denoiser, "value": train_value, "quality": sample_quality, "export-tokens": export}
+    run[args.what](args)
 
 
 if __name__ == "__main__":
