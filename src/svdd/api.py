@@ -15,7 +15,8 @@ from .rewards import as_reward
 
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, callback=None,
-           reward_budget: float | None = None, **method_options) -> SampleResult:
+           reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
+           **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -23,8 +24,16 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         reward: callable from a batch of clean samples to a 1-D float tensor (black box allowed).
         method: a name ('pretrained', 'best-of-n', 'svdd', 'smc', 'svdd-r', 'dps') or a method config object;
             ``method_options`` (M, alpha, value, ...) build the config when a name is given.
-        seed: the run is reproducible from (config, seed), whatever ``max_batch``.
-        max_batch: most rows per network / reward call; bounds peak memory.
+        seed: the run is reproducible from (config, seed), whatever ``max_batch`` (on CPU, for networks whose rows do
+            not depend on the rest of their batch; on CUDA random draws split over sample chunks differ, so a seed
+            reproduces with the same ``max_batch``).
+        max_batch: most rows per network / value / reward call, and about the most candidates built at once; bounds
+            peak memory.
+        auto_batch: within ``max_batch``, use the chunk size that ran fastest for each call site (timed on its first
+            real chunks; reported in ``result.config["batch_sizes"]``). False: chunks of exactly ``max_batch``.
+        precision: 'fp32', or 'bf16' to run the network and value nets under bf16 autocast (faster on CPUs with
+            AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state).
+            Rewards always run as given.
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
@@ -58,7 +67,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         import sys
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
-                    reward_budget=None if reward_budget is None else reward_budget * num_samples)
+                    reward_budget=None if reward_budget is None else reward_budget * num_samples,
+                    auto_batch=auto_batch, precision=precision)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures
@@ -74,6 +84,12 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
     config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
               "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch,
-              "reward_budget": reward_budget}
-    return SampleResult(samples=samples, rewards=rewards.double(), diagnostics=diag, cost=cost, config=config,
-                        x0_estimates=x0s, log_z=log_z)
+              "reward_budget": reward_budget, "auto_batch": auto_batch, "precision": precision,
+              "batch_sizes": engine.batch_sizes()}
+    return SampleResult(samples=_plain(samples), rewards=_plain(rewards.double()), diagnostics=diag, cost=cost,
+                        config=config, x0_estimates=None if x0s is None else _plain(x0s), log_z=log_z)
+
+
+def _plain(t):
+    """An ordinary tensor (a copy of an inference-mode one, which could not be modified in place later)."""
+    return t.clone() if t.is_inference() else t

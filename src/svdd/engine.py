@@ -2,6 +2,10 @@
 
 Every expensive call goes through `Engine`: rows are split into chunks of at most ``max_batch`` (peak memory is set
 by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once, and every row is counted.
+Within ``max_batch``, each call site (network, value net, reward) gets the chunk size that ran fastest on its own
+first chunks (`BatchTuner`: real work, timed, nothing computed twice); a batch-invariant network gives the same
+samples whatever the choice. Calls run under ``torch.inference_mode`` (``no_grad`` for models that differentiate
+inside ``predict``); ``precision="bf16"`` runs networks and value nets under bf16 autocast (rewards stay fp32).
 Randomness comes from three generators seeded from one seed -- transitions, selection/resampling, value estimation --
 so that e.g. SVDD with M = 1 walks the same path as plain sampling whatever its selection rule draws.
 """
@@ -9,6 +13,8 @@ so that e.g. SVDD with M = 1 walks the same path as plain sampling whatever its 
 from __future__ import annotations
 
 import time
+import weakref
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -59,11 +65,91 @@ def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
     return uniq.reshape(-1, *x.shape[1:]), inverse
 
 
+class BatchTuner:
+    """Chooses the chunk size of one call site from timings of its own first chunks.
+
+    Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
+    each run once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps`` times timed; the size with the
+    least time per row wins. Every timed chunk is real work whose output is used. A size that calls are too small
+    to fill three times running is dropped.
+    """
+
+    SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+
+    def __init__(self, upper: int, reps: int = 2):
+        self.upper, self.reps = upper, reps
+        self.sizes: list[int] | None = None
+        self.runs: dict[int, int] = {}
+        self.best: dict[int, float] = {}  # size -> least seconds per row seen
+        self.misses: dict[int, int] = {}
+        self.choice: int | None = None
+
+    def chunks(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> list[Tensor]:
+        n = x.shape[0]
+        if self.choice is not None or n < 2 * self.SIZES[0]:
+            s = self.choice or self.upper
+            return [fn(x[a:a + s]) for a in range(0, n, s)]
+        if self.sizes is None:
+            top = min(self.upper, n)
+            self.sizes = [s for s in self.SIZES if s < top] + [top]
+        outs, a = [], 0
+        while a < n:
+            s = next((s for s in self.sizes if self.runs.get(s, 0) <= self.reps and s <= n - a), None)
+            if s is None:  # what is left fits no size still to measure
+                s = min(n - a, min(self.best, key=self.best.get, default=self.upper))
+                outs.append(fn(x[a:a + s]))
+            else:
+                outs.append(self._timed(fn, x[a:a + s], s))
+            a += s
+        self._settle(n)
+        return outs
+
+    def _timed(self, fn, chunk: Tensor, s: int) -> Tensor:
+        sync = torch.cuda.synchronize if chunk.is_cuda else (lambda *a: None)
+        sync(chunk.device)
+        t0 = time.perf_counter()
+        out = fn(chunk)
+        sync(chunk.device)
+        if self.runs.get(s, 0) > 0:  # the first chunk of each size is the warm-up
+            self.best[s] = min(self.best.get(s, float("inf")), (time.perf_counter() - t0) / s)
+        self.runs[s] = self.runs.get(s, 0) + 1
+        return out
+
+    def _settle(self, n: int) -> None:
+        for s in [s for s in self.sizes if self.runs.get(s, 0) <= self.reps and s > n]:
+            self.misses[s] = self.misses.get(s, 0) + 1
+            if self.misses[s] >= 3:
+                self.sizes.remove(s)
+        if all(self.runs.get(s, 0) > self.reps for s in self.sizes):
+            self.choice = min(self.best, key=self.best.get) if self.best else self.upper
+
+
+_TUNERS: dict[tuple, tuple[Any, BatchTuner]] = {}  # shared by the runs of one process: calibrate once per site
+
+
+def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
+    key = (site, id(owner), tuple(x.shape[1:]), x.dtype, str(x.device), upper)
+    ref, tuner = _TUNERS.get(key, (None, None))
+    if tuner is None or ref() is not owner:  # a new owner (or one that reuses a dead owner's id)
+        tuner = BatchTuner(upper)
+        try:
+            _TUNERS[key] = (weakref.ref(owner), tuner)
+        except TypeError:  # not weak-referenceable: calibrate within this run only
+            pass
+    return tuner
+
+
 class Engine:
     def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False,
-                 return_x0: bool = False, reward_budget: float | None = None):
-        if not isinstance(max_batch, int) or max_batch < 1:
+                 return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
+                 precision: str = "fp32"):
+        if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
+        self.precision = precision
+        self._tuners: dict[str, BatchTuner] = {}
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
             raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
         self.reward_budget = reward_budget  # the most real reward calls guidance may spend in this run
@@ -89,27 +175,51 @@ class Engine:
     def discrete(self) -> bool:
         return bool(getattr(self.model, "discrete", False))
 
-    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of max_batch.
-        Returns the outputs of the evaluated rows and the inverse index (None: every row was evaluated)."""
+    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, site: str, owner: Any, tune: bool = True
+             ) -> tuple[Tensor, Tensor | None]:
+        """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of at most max_batch
+        (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
+        evaluated)."""
         inverse = None
         if self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x)
-        outs = [fn(x[a:a + self.max_batch]) for a in range(0, x.shape[0], self.max_batch)]
+        if self.auto_batch and tune:
+            tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch)
+            outs = tuner.chunks(fn, x)
+        else:
+            outs = [fn(x[a:a + self.max_batch]) for a in range(0, x.shape[0], self.max_batch)]
         return (torch.cat(outs) if len(outs) > 1 else outs[0]), inverse
 
+    def _grad_free(self):
+        """inference_mode, or no_grad for a model that differentiates inside ``predict`` (gradient guidance)."""
+        return torch.no_grad() if getattr(self.model, "needs_grad", False) else torch.inference_mode()
+
+    def _autocast(self, x: Tensor):
+        return torch.autocast(x.device.type, dtype=torch.bfloat16) if self.precision == "bf16" else nullcontext()
+
+    def batch_sizes(self) -> dict[str, int | None]:
+        """The chunk size each call site settled on (None: still measuring when the run ended)."""
+        return {site: t.choice for site, t in self._tuners.items()}
+
     def predict(self, x: Tensor, i: int) -> Tensor:
-        with torch.no_grad():
-            out, inverse = self._map(lambda c: self.model.predict(c, i), x)
+        with self._grad_free(), self._autocast(x):
+            out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model)
         self.cost.network_evals += out.shape[0]
         return out if inverse is None else out[inverse]
 
-    def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        with torch.no_grad():
-            out, inverse = self._map(fn, x)
+    def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor, owner: Any = None) -> Tensor:
+        with self._grad_free(), self._autocast(x):
+            out, inverse = self._map(fn, x, "value", owner if owner is not None else fn)
         self.cost.value_evals += out.shape[0]
         out = out.double()
         return out if inverse is None else out[inverse]
+
+    def sample_chunks(self, n: int, m: int) -> list[slice]:
+        """Slices of samples whose m candidates each are built, scored and selected together: about max_batch rows
+        per slice (a multiple of 16 samples, so that CPU random draws match one unsplit draw), one slice when all
+        n·m rows fit."""
+        b = max(16, self.max_batch // m // 16 * 16)
+        return [slice(a, min(a + b, n)) for a in range(0, n, b)]
 
     def affordable(self, calls: int) -> bool:
         """Whether ``calls`` more real reward calls fit in the run's reward budget (always, without a budget).
@@ -123,8 +233,9 @@ class Engine:
         rows answered from earlier runs are reward calls and also ``stored_hits``."""
         stats = getattr(self.reward, "stats", None)
         hits0, run0, t0 = getattr(stats, "hits", 0), getattr(stats, "run_hits", 0), time.perf_counter()
-        with torch.no_grad():
-            out, inverse = self._map(self._reward_chunk, x0)
+        with self._grad_free():
+            out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward,
+                                     tune=getattr(self.reward, "tune_batch", True))
         self.cost.reward_seconds += time.perf_counter() - t0
         hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
         self.cost.reward_evals += out.shape[0]

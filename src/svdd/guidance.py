@@ -35,6 +35,8 @@ SCALE_MODES = ("relative", "absolute")
 
 
 class GuidedModel(DiffusionModel):
+    needs_grad = True  # predict differentiates the objective: the engine calls it under no_grad, not inference_mode
+
     def __init__(self, model: Any, objective: Callable[..., Tensor], *, on: str = "x0", scale: float = 1.0,
                  scale_mode: str = "relative"):
         if on not in ("x0", "xt"):

@@ -83,7 +83,7 @@ class LearnedValue(ValueEstimator):
             out = self.net(c, torch.full((c.shape[0],), t, device=c.device))
             return out.reshape(c.shape[0])
 
-        return engine.value_net(f, x)
+        return engine.value_net(f, x, owner=self.net)
 
     def config(self):
         return {"type": self.name, "net": self.label}
@@ -99,7 +99,7 @@ class FunctionValue(ValueEstimator):
         self.label = name or getattr(fn, "__name__", "fn")
 
     def __call__(self, engine, x, pred, i):
-        return engine.value_net(lambda c: self.fn(c, i).reshape(c.shape[0]), x)
+        return engine.value_net(lambda c: self.fn(c, i).reshape(c.shape[0]), x, owner=self.fn)
 
     def config(self):
         return {"type": self.name, "fn": self.label}

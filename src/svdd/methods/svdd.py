@@ -50,22 +50,25 @@ class SVDD(Method):
         return start(engine, n)
 
     def step(self, engine, state: State, i: int) -> tuple[State, StepInfo]:
-        """One SVDD step from level i to i + 1 (Algorithm 1)."""
+        """One SVDD step from level i to i + 1 (Algorithm 1), streamed over slices of about max_batch candidates."""
         model, n, last = engine.model, state.x.shape[0], i + 1 == engine.model.num_steps
         score = CLEAN_REWARD if last and self.final_reward else self.value
         choose = selects(self, i) and not deterministic(model, i) and affordable(engine, score, n * self.M)
-        m = self.M if choose else 1
-        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=m)  # 1. M children, ONE output
-        if m == 1:  # no choice to make at this step (schedule, deterministic step or reward budget spent)
-            return advance(engine, cands, i), StepInfo()
-        cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
-        values = score(engine, cands, cand_pred, i + 1).view(n, m)  # 2. the value of every candidate
-        keep = torch.arange(n, device=values.device) * m + select(values, self.alpha, engine.gen["select"])  # 3.
-        kept = values.flatten()[keep]
-        bad = failed(values)
-        info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.all(1).sum()))
-        x = cands[keep]
-        pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(x, i + 1))
+        if not choose or self.M == 1:  # no choice to make (schedule, deterministic step or reward budget spent)
+            return advance(engine, model.step(state.x, state.pred, i, engine.gen["model"]), i), StepInfo()
+        parts = [self.choose(engine, state, sl, i, score, last) for sl in engine.sample_chunks(n, self.M)]
+        x, pred, kept, bad = (None if p[0] is None else torch.cat(p) for p in zip(*parts))
         rewards = kept if last and score.reward_at_clean else None  # clean candidates scored by the reward itself
+        info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.all(1).sum()))
         return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
 
+    def choose(self, engine, state: State, rows: slice, i: int, score, last: bool):
+        """The samples ``rows``: draw M children each, value them, keep one. Returns (kept states, their network
+        output or None, their values, which candidates failed)."""
+        m = self.M
+        cands = engine.model.step(state.x[rows], state.pred[rows], i, engine.gen["model"], num_children=m)  # 1.
+        cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
+        values = score(engine, cands, cand_pred, i + 1).view(-1, m)  # 2. the value of every candidate
+        keep = torch.arange(values.shape[0], device=values.device) * m + select(values, self.alpha, engine.gen["select"])
+        pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(cands[keep], i + 1))
+        return cands[keep], pred, values.flatten()[keep], failed(values)  # 3. the kept candidate

@@ -17,6 +17,10 @@ Tensor = torch.Tensor
 class Reward:
     """A named reward. Wrap a plain function, or subclass and override ``__call__``."""
 
+    #: whether the engine may choose this reward's chunk size by timing its first chunks (off for rewards whose
+    #: time per row depends on what is cached or on outside programs: `CachedReward`, `ParallelReward`)
+    tune_batch: bool = True
+
     def __init__(self, fn: Callable[[Tensor], Any] | None = None, *, name: str | None = None, differentiable: bool = False):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(self).__name__)

@@ -1,0 +1,115 @@
+"""Speed paths must not change results: chunk-size calibration, streaming SVDD over sample slices, inference mode;
+bf16 agrees with fp32 within a stated tolerance on the shipped DNA networks."""
+
+import time
+
+import pytest
+import torch
+
+import svdd
+from conftest import token_reward
+from svdd.engine import BatchTuner, Engine
+
+
+def _run(tuner, fn, x):
+    return torch.cat(tuner.chunks(fn, x))
+
+
+def test_tuner_processes_every_row_once_in_order_and_settles():
+    tuner, x = BatchTuner(upper=100), torch.arange(1000.0)[:, None]
+    seen = []
+
+    def fn(c):
+        seen.append(c.shape[0])
+        return 2 * c
+
+    while tuner.choice is None:
+        assert torch.equal(_run(tuner, fn, x), 2 * x)
+    assert tuner.sizes == [16, 32, 64, 100] and max(seen) <= 100
+    assert tuner.choice in tuner.sizes
+    seen.clear()
+    assert torch.equal(_run(tuner, fn, x), 2 * x)  # settled: every chunk has the chosen size
+    assert set(seen[:-1]) == {tuner.choice}
+
+
+@pytest.mark.parametrize("per_call,per_row_squared,expected", [(4e-3, 0.0, 256), (0.0, 2e-6, 16)])
+def test_tuner_picks_the_fastest_size(per_call, per_row_squared, expected):
+    """A fixed cost per call favours the largest chunk; a cost growing faster than the rows favours the smallest."""
+    tuner, x = BatchTuner(upper=256), torch.zeros(2000, 1)
+
+    def fn(c):
+        time.sleep(per_call + per_row_squared * c.shape[0] ** 2)
+        return c
+
+    for _ in range(10):
+        _run(tuner, fn, x)
+    assert tuner.choice == expected
+
+
+def test_tuner_drops_sizes_that_later_calls_cannot_fill():
+    tuner = BatchTuner(upper=512)
+    tuner.chunks(lambda c: c, torch.zeros(300, 1))  # first call: sizes up to 300
+    for _ in range(3):
+        tuner.chunks(lambda c: c, torch.zeros(100, 1))  # later calls: never 300 rows again
+    assert 300 not in tuner.sizes and tuner.choice in (16, 32, 64)
+
+
+@pytest.mark.parametrize("kind", ["gauss", "masked"])
+@pytest.mark.parametrize("opts", [{"M": 5}, {"M": 4, "alpha": 0.4}, {"M": 3, "value": svdd.PosteriorMean(3)}])
+def test_calibration_and_streaming_never_change_samples(kind, opts, gmm, masked_model):
+    """Networks whose rows do not depend on their batch: the same samples with tuned chunks, fixed chunks, and
+    candidates built for all N·M rows at once or streamed over slices of 16 samples (CPU random draws)."""
+    model, reward = (gmm[0], gmm[1]) if kind == "gauss" else (masked_model, token_reward)
+    if kind == "gauss" and "value" in opts:
+        pytest.skip("sampled completions are a masked-model value")
+    ref = svdd.sample(model, reward, "svdd", num_samples=40, seed=2, max_batch=100000, auto_batch=False, **opts)
+    for mb, auto in [(100000, True), (64, True), (64, False), (1, True)]:
+        run = svdd.sample(model, reward, "svdd", num_samples=40, seed=2, max_batch=mb, auto_batch=auto, **opts)
+        assert torch.equal(run.samples, ref.samples), (mb, auto)
+        assert torch.equal(run.rewards, ref.rewards)
+        assert run.config["auto_batch"] is auto
+        sizes = run.config["batch_sizes"]
+        assert (sizes == {}) if not auto else all(s is None or 1 <= s <= mb for s in sizes.values())
+
+
+def test_sample_chunks_bound_the_candidates_built_at_once():
+    engine = Engine(object(), svdd.Reward(lambda x: x), max_batch=640)
+    assert engine.sample_chunks(64, 10) == [slice(0, 64)]  # all N·M rows fit: one slice, as before
+    assert engine.sample_chunks(200, 10) == [slice(0, 64), slice(64, 128), slice(128, 192), slice(192, 200)]
+    assert engine.sample_chunks(40, 100) == [slice(0, 16), slice(16, 32), slice(32, 40)]  # at least 16 samples
+
+
+def test_results_are_ordinary_tensors(masked_model):
+    res = svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=3, return_x0=True)
+    for t in (res.samples, res.rewards, res.x0_estimates):
+        assert not t.is_inference()
+    res.rewards += 1  # an inference-mode tensor would refuse this
+    res.samples[0, 0] = 0
+
+
+def test_precision_must_be_known(masked_model):
+    with pytest.raises(ValueError, match="'fp16'"):
+        svdd.sample(masked_model, token_reward, "svdd", num_samples=4, precision="fp16")
+
+
+def test_bf16_agrees_with_fp32_on_the_shipped_dna_networks():
+    """Tolerance: denoiser probabilities within 0.03 (absolute, max over 64 sequences x 200 positions x 4 bases);
+    guidance oracle and value net within 0.1 (HepG2 log-odds span about 12)."""
+    from svdd.tasks.dna import build_spec, load_networks
+    spec, nets = build_spec(num_steps=16), load_networks()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randint(0, 4, (64, 200), generator=g)
+    xt = torch.where(torch.rand(x0.shape, generator=g) < 0.5, 4, x0)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        engine = Engine(spec.model, spec.reward, precision=precision)
+        out[precision] = (engine.predict(xt, 8).exp(),
+                          engine.value_net(lambda c: nets["value"](c, torch.full((c.shape[0],), 0.5)), xt,
+                                           owner=nets["value"]))
+    assert (out["bf16"][0] - out["fp32"][0]).abs().max() < 0.03
+    assert (out["bf16"][1] - out["fp32"][1]).abs().max() < 0.1
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        oracle_bf16 = spec.reward(x0).float()
+    with torch.no_grad():
+        oracle_fp32 = spec.reward(x0).float()
+    assert (oracle_bf16 - oracle_fp32).abs().max() < 0.1
