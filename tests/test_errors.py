@@ -132,5 +132,5 @@ def test_bad_model_configs():
         svdd.GaussianDiffusion(TinyMLP(), (3,), schedule="quadratic")
     with pytest.raises(ValueError, match="strictly decreasing"):
         svdd.GaussianDiffusion(TinyMLP(), (3,), timesteps=[10, 20, 5])
-    with pytest.raises(ValueError, match="max_batch must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="max_batch must be a positive int or None, got 0"):
         svdd.sample(svdd.GaussianDiffusion(TinyMLP(), (3,), num_steps=3), gauss_reward, max_batch=0)

@@ -113,3 +113,26 @@ def test_bf16_agrees_with_fp32_on_the_shipped_dna_networks():
     with torch.no_grad():
         oracle_fp32 = spec.reward(x0).float()
     assert (oracle_bf16 - oracle_fp32).abs().max() < 0.1
+
+
+def test_tuner_backs_off_from_sizes_that_run_out_of_memory():
+    tuner, x = BatchTuner(upper=512), torch.arange(3000.0)[:, None]
+
+    def fn(c):
+        if c.shape[0] > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return c + 1
+
+    while tuner.choice is None:
+        assert torch.equal(_run(tuner, fn, x), x + 1)
+    assert tuner.sizes == [16, 32, 64] and tuner.choice <= 64
+
+
+@pytest.mark.parametrize("hashed", [False, True])
+def test_unique_rows_exact_and_hashed(hashed):
+    from svdd.engine import unique_rows
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 3, (400, 2, 3), generator=g)
+    uniq, inverse = unique_rows(x, hashed=hashed)
+    assert torch.equal(uniq[inverse], x)
+    assert uniq.shape[0] == torch.unique(x.reshape(400, -1), dim=0).shape[0]  # each distinct row once

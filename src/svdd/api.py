@@ -14,9 +14,9 @@ from .rewards import as_reward
 
 
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
-           max_batch: int = 1024, return_x0: bool = False, progress: bool | None = None, callback=None,
+           max_batch: int | None = None, return_x0: bool = False, progress: bool | None = None, callback=None,
            reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
-           **method_options) -> SampleResult:
+           dedupe: bool = True, **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -28,12 +28,15 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             not depend on the rest of their batch; on CUDA random draws split over sample chunks differ, so a seed
             reproduces with the same ``max_batch``).
         max_batch: most rows per network / value / reward call, and about the most candidates built at once; bounds
-            peak memory.
+            peak memory. Default: 1024 on CPU, 8192 on a GPU (a size that runs out of GPU memory while chunk sizes
+            are measured is dropped, with every larger one).
         auto_batch: within ``max_batch``, use the chunk size that ran fastest for each call site (timed on its first
             real chunks; reported in ``result.config["batch_sizes"]``). False: chunks of exactly ``max_batch``.
         precision: 'fp32', or 'bf16' to run the network and value nets under bf16 autocast (faster on CPUs with
             AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state).
             Rewards always run as given.
+        dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
+            every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
@@ -68,7 +71,7 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
                     reward_budget=None if reward_budget is None else reward_budget * num_samples,
-                    auto_batch=auto_batch, precision=precision)
+                    auto_batch=auto_batch, precision=precision, dedupe=dedupe)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures
@@ -83,8 +86,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     log_z = method.log_normalizer(state) if state.level >= model.num_steps else None
     model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
     config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
-              "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": max_batch,
+              "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": engine.max_batch,
               "reward_budget": reward_budget, "auto_batch": auto_batch, "precision": precision,
+              "dedupe": dedupe,
               "batch_sizes": engine.batch_sizes()}
     return SampleResult(samples=_plain(samples), rewards=_plain(rewards.double()), diagnostics=diag, cost=cost,
                         config=config, x0_estimates=None if x0s is None else _plain(x0s), log_z=log_z)

@@ -63,7 +63,7 @@ def _q(a: np.ndarray, q: float) -> float:
 
 
 def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]], *, seeds=(0,), num_samples: int = 64,
-                   max_batch: int = 1024, progress: bool = False, cache: Path | None = None,
+                   max_batch: int | None = None, progress: bool = False, cache: Path | None = None,
                    reward_budget: float | None = None) -> list[MethodRow]:
     """Run every method at every seed. With ``cache``, each finished (method, seed) run is stored there and reused
     by a later call with the same options, so an interrupted comparison resumes where it stopped."""
@@ -281,7 +281,7 @@ def write_outputs(rows: list[MethodRow], summary: list[dict[str, Any]], out: Pat
 
 
 def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int = 64, seed: int = 0,
-                 max_batch: int = 1024, out: Path, progress: bool = False, smc_alpha: float | None = None,
+                 max_batch: int | None = None, out: Path, progress: bool = False, smc_alpha: float | None = None,
                  reward_budget: float | None = None) -> str:
     """Median guidance reward against reward evaluations and wall seconds per sample, for SVDD-PM, SVDD-MC (when the
     task ships a value net) and Best-of-N at each M, and SMC; one seed; a table and a two-panel figure."""

@@ -59,10 +59,40 @@ class Failures:
     _any_success: bool = field(default=False, repr=False)
 
 
-def unique_rows(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Distinct rows of ``x`` and the inverse index (rows of x = uniq[inverse])."""
-    uniq, inverse = torch.unique(x.reshape(x.shape[0], -1), dim=0, return_inverse=True)
+def unique_rows(x: Tensor, hashed: bool | None = None) -> tuple[Tensor, Tensor]:
+    """Distinct rows of ``x`` and the inverse index (rows of x = uniq[inverse]).
+
+    On CPU (and for non-integer rows) the exact row sort ``torch.unique(dim=0)``. On a GPU, where that sort is slow,
+    the distinct values of a 64-bit random linear hash of each integer row, checked against the rows themselves
+    (a collision falls back to the exact sort). ``hashed`` forces either way."""
+    flat = x.reshape(x.shape[0], -1)
+    if (x.is_cuda if hashed is None else hashed) and not x.is_floating_point() and not x.is_complex():
+        w = _hash_weights(flat.shape[1], x.device)
+        _, first, inverse = _unique_first(((flat.long() + 1) * w).sum(1))
+        uniq = flat[first]
+        if bool((uniq[inverse] == flat).all()):
+            return uniq.reshape(-1, *x.shape[1:]), inverse
+    uniq, inverse = torch.unique(flat, dim=0, return_inverse=True)
     return uniq.reshape(-1, *x.shape[1:]), inverse
+
+
+_HASH: dict[tuple[int, str], Tensor] = {}
+
+
+def _hash_weights(k: int, device) -> Tensor:
+    key = (k, str(device))
+    if key not in _HASH:
+        g = torch.Generator().manual_seed(0x5EED)
+        _HASH[key] = (torch.randint(-2**62, 2**62, (k,), generator=g, dtype=torch.long) | 1).to(device)
+    return _HASH[key]
+
+
+def _unique_first(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Distinct values of 1-D ``h``, the index of one occurrence of each, and the inverse index."""
+    vals, inverse = torch.unique(h, return_inverse=True)
+    first = torch.zeros(vals.shape[0], dtype=torch.long, device=h.device).scatter_(
+        0, inverse, torch.arange(h.shape[0], device=h.device))
+    return vals, first, inverse
 
 
 class BatchTuner:
@@ -71,7 +101,8 @@ class BatchTuner:
     Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
     each run once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps`` times timed; the size with the
     least time per row wins. Every timed chunk is real work whose output is used. A size that calls are too small
-    to fill three times running is dropped.
+    to fill three times running is dropped; a size that runs out of GPU memory is dropped with every larger one
+    (the chunk is run again smaller).
     """
 
     SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
@@ -99,7 +130,15 @@ class BatchTuner:
                 s = min(n - a, min(self.best, key=self.best.get, default=self.upper))
                 outs.append(fn(x[a:a + s]))
             else:
-                outs.append(self._timed(fn, x[a:a + s], s))
+                try:
+                    outs.append(self._timed(fn, x[a:a + s], s))
+                except torch.OutOfMemoryError:
+                    if s == self.sizes[0]:
+                        raise
+                    self.sizes = [k for k in self.sizes if k < s]  # this size and every larger one do not fit
+                    self.upper = self.sizes[-1]
+                    torch.cuda.empty_cache()
+                    continue
             a += s
         self._settle(n)
         return outs
@@ -140,15 +179,18 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
 
 
 class Engine:
-    def __init__(self, model: Any, reward: Reward, *, max_batch: int = 1024, seed: int = 0, progress: bool = False,
+    def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
-                 precision: str = "fp32"):
+                 precision: str = "fp32", dedupe: bool = True):
+        if max_batch is None:  # a GPU holds all N·M rows of a typical run; CPU throughput peaks well below 1024
+            max_batch = 8192 if torch.device(getattr(model, "device", "cpu")).type == "cuda" else 1024
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
-            raise ValueError(f"max_batch must be a positive int, got {max_batch!r}")
+            raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
+        self.dedupe = bool(dedupe)  # evaluate identical rows of discrete models once
         self._tuners: dict[str, BatchTuner] = {}
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
             raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
@@ -181,7 +223,7 @@ class Engine:
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
         inverse = None
-        if self.discrete and x.shape[0] > 1:
+        if self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x)
         if self.auto_batch and tune:
             tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch)

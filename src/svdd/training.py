@@ -53,7 +53,7 @@ class Rollouts:
         return cls(d["states"], d["times"], d["rewards"])
 
 
-def collect_rollouts(model, reward, num_rollouts: int, *, seed: int = 0, max_batch: int = 1024,
+def collect_rollouts(model, reward, num_rollouts: int, *, seed: int = 0, max_batch: int | None = None,
                      keep_every: int = 1, progress: bool = False) -> Rollouts:
     """Run the pre-trained model and keep the intermediate states (every ``keep_every``-th level, always the last)
     and the final rewards."""

@@ -1,0 +1,266 @@
+"""Benchmark: SVDD-PM on the shipped DNA networks (denoiser + guidance oracle), svdd against the official call pattern.
+
+Variants, each in its own process (its peak memory is its own), in one invocation:
+
+* ``official`` -- the official SVDD code's call pattern: per step one network call on the N current states, then a
+  Python loop over the M candidates, each drawn, run through the network (batches of N, no reuse of the kept
+  candidate's output) and scored by the oracle; one last network call for the final noise removal:
+  T·(M + 1) + 1 network rows and T·M oracle rows per sample, under ``torch.no_grad``.
+* ``svdd`` -- ``svdd.sample(..., "svdd", M=M)`` with the defaults (max_batch 1024, chunk sizes tuned, fp32).
+* ``fixed`` -- the same with ``auto_batch=False``: chunks of exactly max_batch (the behaviour before tuning). Its
+  samples must equal ``svdd``'s (the check is printed).
+* ``bf16`` -- defaults plus ``precision="bf16"`` (bf16 autocast for the denoiser; the oracle stays fp32).
+* ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
+  256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser.
+
+``--profile`` times the pieces of one step on the device first (network and oracle at N and N·M rows, the
+transition, exact and hashed de-duplication).
+
+``--memory 64,256,1024`` adds peak-memory runs of ``svdd`` at those N with ``--memory-max-batch`` (default 256) and
+``--memory-steps`` steps (peak memory does not grow with T): peak RSS above the process's RSS before sampling on CPU,
+``torch.cuda.max_memory_allocated`` on CUDA.
+
+    python benchmarks/bench_dna.py                                   # CPU: N 64, M 10, T 128, 2 threads
+    python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,big,bf16 --memory 64,256,1024
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+VARIANTS = {"official": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
+            "nodedupe": {"dedupe": False}, "mb1024": {"max_batch": 1024}, "mb256": {"max_batch": 256},
+            "compile": {}}
+
+
+def build(args):
+    from svdd import MaskedDiffusion
+    from svdd.tasks.dna import OracleReward, load_networks
+    nets = load_networks()
+    den, oracle = nets["denoiser"].to(args.device).eval(), nets["guidance"].to(args.device).eval()
+    model = MaskedDiffusion(den, seq_len=200, vocab_size=4, num_steps=args.T, device=args.device)
+    return model, OracleReward(oracle, "hepg2-guidance")
+
+
+def run_official(args, model, reward):
+    g = torch.Generator(device=args.device).manual_seed(args.seed)
+    n, T, rows = args.N, model.num_steps, {"network": 0, "reward": 0}
+    with torch.no_grad():
+        x = model.prior(n, g)
+        for i in range(T):
+            pred = model.predict(x, i)
+            cands, values = [], []
+            for _ in range(args.M):  # the official loop: one candidate batch at a time
+                c = model.step(x, pred, i, g)
+                values.append(reward(model.denoise(c, model.predict(c, i + 1), i + 1)))
+                cands.append(c)
+            rows["network"] += n * (args.M + 1)
+            rows["reward"] += n * args.M
+            best = torch.stack(values, 1).argmax(1)
+            x = torch.stack(cands, 1)[torch.arange(n, device=x.device), best]
+            r = torch.stack(values, 1).max(1).values
+        model.predict(x, T)  # the official final noise-removal call
+        rows["network"] += n
+    return x, r.double(), rows, {}
+
+
+def run_svdd(args, model, reward, opts):
+    import svdd
+    if args.variant == "compile":
+        model.network = torch.compile(model.network, dynamic=True)
+    res = svdd.sample(model, reward, "svdd", num_samples=args.N, M=args.M, seed=args.seed, progress=False, **opts)
+    rows = {"network": res.cost.network_evals, "reward": res.cost.reward_evals}
+    return res.samples, res.rewards, rows, res.config["batch_sizes"]
+
+
+def child(args):
+    torch.set_num_threads(args.threads)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    model, reward = build(args)
+    cuda = args.device.startswith("cuda")
+    opts = dict(VARIANTS[args.variant])
+    if args.max_batch and "max_batch" not in opts:
+        opts["max_batch"] = args.max_batch
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    if args.variant == "official":
+        x, r, rows, sizes = run_official(args, model, reward)
+    else:
+        x, r, rows, sizes = run_svdd(args, model, reward, opts)
+    if cuda:
+        torch.cuda.synchronize()
+    wall = time.perf_counter() - t0
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss0)
+    if args.save:
+        torch.save({"samples": x.cpu(), "rewards": r.cpu()}, args.save)
+    print(json.dumps({"wall_s": wall, "network_rows": rows["network"], "reward_rows": rows["reward"],
+                      "peak_mb": peak, "median_reward": float(r.median()), "batch_sizes": sizes}))
+
+
+def spawn(args, variant, extra=(), save=None):
+    cmd = [sys.executable, __file__, "--variant", variant, "--device", args.device, "-N", str(args.N), "-M", str(args.M),
+           "-T", str(args.T), "--threads", str(args.threads), "--seed", str(args.seed), *extra]
+    if args.cudnn_benchmark:
+        cmd.append("--cudnn-benchmark")
+    if args.max_batch:
+        cmd += ["--max-batch", str(args.max_batch)]
+    if save:
+        cmd += ["--save", save]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode != 0:  # reported, and the other variants go on
+        print(f"variant {variant} failed:\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(0)
+    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("-N", type=int, default=64)
+    p.add_argument("-M", type=int, default=10)
+    p.add_argument("-T", type=int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-batch", type=int, default=0, help="max_batch of the svdd variants (0: their default)")
+    p.add_argument("--variants", default="official,svdd,fixed,bf16")
+    p.add_argument("--repeats", type=int, default=1, help="run the variant list this many times, alternated; min time")
+    p.add_argument("--memory", default="", help="N values for peak-memory runs, e.g. 64,256,1024")
+    p.add_argument("--memory-max-batch", type=int, default=256)
+    p.add_argument("--memory-steps", type=int, default=8)
+    p.add_argument("--out", default="", help="write NAME.json and NAME.md here (e.g. results/bench/cpu)")
+    p.add_argument("--variant", choices=sorted(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--save", default="", help=argparse.SUPPRESS)
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True in every variant")
+    args = p.parse_args()
+    if args.variant:
+        return child(args)
+    if args.profile:
+        profile(args)
+    names = args.variants.split(",")
+    bad = [v for v in names if v not in VARIANTS]
+    if bad:
+        raise SystemExit(f"unknown variants {bad}; choose from {sorted(VARIANTS)}")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp"))
+    runs: dict[str, list[dict]] = {v: [] for v in names}
+    for v in names:  # earlier runs' samples must not stand in for a failed variant's
+        (tmp / f"bench-dna-{v}.pt").unlink(missing_ok=True)
+    for _ in range(args.repeats):
+        for v in names:
+            r = spawn(args, v, save=str(tmp / f"bench-dna-{v}.pt"))
+            if r is not None:
+                runs[v].append(r)
+                print(f"  {v}: {r['wall_s'] / args.N:.4f} s/sample", file=sys.stderr, flush=True)
+    names = [v for v in names if runs[v]]
+    best = {v: min(runs[v], key=lambda d: d["wall_s"]) for v in names}
+    same = {}
+    if "svdd" in names:
+        ref = torch.load(tmp / "bench-dna-svdd.pt", weights_only=True)["samples"]
+        for v in names:
+            if v not in ("svdd", "official"):
+                same[v] = bool(torch.equal(torch.load(tmp / f"bench-dna-{v}.pt", weights_only=True)["samples"], ref))
+    memory = []
+    for n in [int(s) for s in args.memory.split(",") if s]:
+        margs = argparse.Namespace(**{**vars(args), "N": n, "T": args.memory_steps, "max_batch": args.memory_max_batch})
+        r = spawn(margs, "svdd")
+        if r is not None:
+            memory.append({"N": n, **r})
+    report(args, names, runs, best, same, memory)
+
+
+def profile(args):
+    """Milliseconds per call of the pieces of one SVDD-PM step, at N rows (one official call) and N·M rows."""
+    from svdd.engine import unique_rows
+    torch.set_num_threads(args.threads)
+    model, reward = build(args)
+    g = torch.Generator(device=args.device).manual_seed(0)
+    cuda = args.device.startswith("cuda")
+
+    def ms(f, reps=10):
+        f()
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        if cuda:
+            torch.cuda.synchronize()
+        return 1000 * (time.perf_counter() - t0) / reps
+
+    with torch.inference_mode():
+        x = model.prior(args.N, g)
+        for i in range(args.T // 2):  # a half-unmasked state
+            x = model.step(x, model.predict(x, i), i, g)
+        pred = model.predict(x, args.T // 2)
+        cands = model.step(x, pred, args.T // 2, g, num_children=args.M)
+        rows = {}
+        for name, xx in (("N", x), ("N*M", cands)):
+            rows[f"network ({name} rows)"] = ms(lambda: model.predict(xx, args.T // 2))
+            rows[f"oracle ({name} rows)"] = ms(lambda: reward(xx.clamp(max=3)))
+        rows["transition, M children of N"] = ms(lambda: model.step(x, pred, args.T // 2, g, num_children=args.M))
+        rows["dedupe N*M rows, exact sort"] = ms(lambda: unique_rows(cands, hashed=False))
+        rows["dedupe N*M rows, hashed"] = ms(lambda: unique_rows(cands, hashed=True))
+    print(f"profile ({args.device}, N = {args.N}, M = {args.M}): " +
+          "; ".join(f"{k} {v:.2f} ms" for k, v in rows.items()), flush=True)
+
+
+def report(args, names, runs, best, same, memory):
+    dev = device_name(args.device)
+    lines = [f"SVDD-PM on the shipped DNA networks: N = {args.N}, M = {args.M}, T = {args.T}, seed {args.seed}, "
+             f"{args.device} ({dev}), {args.threads} threads; best of {args.repeats} alternated run(s)"
+             + ("; cudnn.benchmark on" if args.cudnn_benchmark else ""), "",
+             "| variant | s / sample | network rows / sample | oracle rows / sample | peak memory (MB) | median reward | "
+             "speed-up vs official | batch sizes | same samples as svdd |", "|---|---|---|---|---|---|---|---|---|"]
+    base = best.get("official")
+    for v in names:
+        b = best[v]
+        ratio = f"{base['wall_s'] / b['wall_s']:.2f}x" if base else "-"
+        lines.append(f"| {v} | {b['wall_s'] / args.N:.4f} | {b['network_rows'] / args.N:.1f} | "
+                     f"{b['reward_rows'] / args.N:.1f} | {b['peak_mb']:.0f} | {b['median_reward']:.3f} | {ratio} | "
+                     f"{json.dumps(b['batch_sizes']) if b['batch_sizes'] else '-'} | {same.get(v, '-')} |")
+    if args.repeats > 1:
+        lines += ["", "all times (s / sample): " + "; ".join(
+            f"{v}: " + ", ".join(f"{r['wall_s'] / args.N:.4f}" for r in runs[v]) for v in names)]
+    if memory:
+        lines += ["", f"Peak memory of `svdd` (defaults, max_batch = {args.memory_max_batch}, T = {args.memory_steps}; "
+                      f"{'torch.cuda.max_memory_allocated' if args.device.startswith('cuda') else 'peak RSS above the RSS before sampling'}):",
+                  "", "| N | peak memory (MB) | ratio to N = " + str(memory[0]["N"]) + " | s / sample |", "|---|---|---|---|"]
+        for m in memory:
+            lines.append(f"| {m['N']} | {m['peak_mb']:.0f} | {m['peak_mb'] / memory[0]['peak_mb']:.2f} | "
+                         f"{m['wall_s'] / m['N']:.4f} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        record = {"device": dev, "command": "python benchmarks/bench_dna.py " + " ".join(sys.argv[1:]),
+                  "torch": torch.__version__, "runs": runs, "same_samples_as_svdd": same, "memory": memory}
+        for suffix, body in ((".json", json.dumps(record, indent=1)), (".md", text + "\n")):
+            tmp = out.with_name(out.name + suffix + ".tmp")
+            tmp.write_text(body)
+            os.replace(tmp, out.with_name(out.name + suffix))
+
+
+if __name__ == "__main__":
+    main()
