@@ -111,7 +111,7 @@ def cmd_sample(args) -> int:
     spec = task.make(**_task_options(args))
     res = sample(spec.model, spec.reward, args.method, num_samples=args.num_samples or task.num_samples,
                  seed=args.seed, max_batch=args.max_batch, progress=_progress(args), reward_budget=args.reward_budget,
-                 **spec.resolve(opts))
+                 precision=args.precision, auto_batch=args.auto_batch, dedupe=args.dedupe, **spec.resolve(opts))
     out = res.save(args.out)
     run = json.loads((out / "run.json").read_text())
     run["task"] = spec.config
@@ -211,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     common(s)
     s.add_argument("--method", default="svdd", help="pretrained, best-of-n, svdd, smc, svdd-r, dps")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
+    s.add_argument("--no-auto-batch", dest="auto_batch", action="store_false",
+                   help="chunks of exactly --max-batch rows instead of the fastest measured size")
+    s.add_argument("--no-dedupe", dest="dedupe", action="store_false",
+                   help="evaluate every candidate row, also identical ones (token models)")
     s.set_defaults(func=cmd_sample)
     c = sub.add_parser("compare", help="run several methods on one task and write a table and a histogram",
                        description="Run several methods on one task; write a table and a histogram. Method options "

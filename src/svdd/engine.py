@@ -2,9 +2,9 @@
 
 Every expensive call goes through `Engine`: rows are split into chunks of at most ``max_batch`` (peak memory is set
 by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once, and every row is counted.
-Within ``max_batch``, each call site (network, value net, reward) gets the chunk size that ran fastest on its own
-first chunks (`BatchTuner`: real work, timed, nothing computed twice); a batch-invariant network gives the same
-samples whatever the choice. Calls run under ``torch.inference_mode`` (``no_grad`` for models that differentiate
+Within ``max_batch``, the network and value-net call sites get the chunk size that ran fastest on copies of their
+first call's rows (`BatchTuner`), remembered per machine (`BatchSizeStore`) so that a seed gives the same samples
+again. Calls run under ``torch.inference_mode`` (``no_grad`` for models that differentiate
 inside ``predict``); ``precision="bf16"`` runs networks and value nets under bf16 autocast (rewards stay fp32).
 Randomness comes from three generators seeded from one seed -- transitions, selection/resampling, value estimation --
 so that e.g. SVDD with M = 1 walks the same path as plain sampling whatever its selection rule draws.
@@ -96,81 +96,134 @@ def _unique_first(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 
 
 class BatchTuner:
-    """Chooses the chunk size of one call site from timings of its own first chunks.
+    """Chooses the chunk size of one call site by timing it once, before the site's first real call.
 
     Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
-    each run once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps`` times timed; the size with the
-    least time per row wins. Every timed chunk is real work whose output is used. A size that calls are too small
-    to fill three times running is dropped; a size that runs out of GPU memory is dropped with every larger one
-    (the chunk is run again smaller).
+    each run on copies of that call's rows once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps``
+    times timed; the size with the least time per row wins, and every real chunk has that size. The outputs of the
+    timing runs are dropped, so a run computes what it would with that chunk size fixed: a network whose output for a
+    row depends on the batch size (most do, in the last bits) still gives the same samples for the same seed as long
+    as the choice is the same -- which the `BatchSizeStore` keeps across processes. A size that runs out of GPU
+    memory is dropped with every larger one.
     """
 
     SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
 
-    def __init__(self, upper: int, reps: int = 2):
-        self.upper, self.reps = upper, reps
-        self.sizes: list[int] | None = None
-        self.runs: dict[int, int] = {}
-        self.best: dict[int, float] = {}  # size -> least seconds per row seen
-        self.misses: dict[int, int] = {}
-        self.choice: int | None = None
+    def __init__(self, upper: int, reps: int = 2, store: "BatchSizeStore | None" = None, key: str | None = None):
+        self.upper, self.reps, self.store, self.key = upper, reps, store, key
+        self.best: dict[int, float] = {}  # size -> least seconds per row measured
+        self.choice: int | None = store.get(key) if store is not None and key is not None else None
 
     def chunks(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> list[Tensor]:
         n = x.shape[0]
-        if self.choice is not None or n < 2 * self.SIZES[0]:
-            s = self.choice or self.upper
-            return [fn(x[a:a + s]) for a in range(0, n, s)]
-        if self.sizes is None:
-            top = min(self.upper, n)
-            self.sizes = [s for s in self.SIZES if s < top] + [top]
-        outs, a = [], 0
-        while a < n:
-            s = next((s for s in self.sizes if self.runs.get(s, 0) <= self.reps and s <= n - a), None)
-            if s is None:  # what is left fits no size still to measure
-                s = min(n - a, min(self.best, key=self.best.get, default=self.upper))
-                outs.append(fn(x[a:a + s]))
-            else:
-                try:
-                    outs.append(self._timed(fn, x[a:a + s], s))
-                except torch.OutOfMemoryError:
-                    if s == self.sizes[0]:
-                        raise
-                    self.sizes = [k for k in self.sizes if k < s]  # this size and every larger one do not fit
-                    self.upper = self.sizes[-1]
-                    torch.cuda.empty_cache()
-                    continue
-            a += s
-        self._settle(n)
-        return outs
+        if self.choice is None and n >= 2 * self.SIZES[0]:
+            self.calibrate(fn, x)
+        s = self.choice or self.upper
+        cuts = list(range(0, n, s)) + [n]
+        if len(cuts) > 2 and n - cuts[-2] == 1 and s < self.upper:
+            del cuts[-2]  # no chunk of one row (CPU kernels may round it differently): the previous one takes it
+        return [fn(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
 
-    def _timed(self, fn, chunk: Tensor, s: int) -> Tensor:
-        sync = torch.cuda.synchronize if chunk.is_cuda else (lambda *a: None)
-        sync(chunk.device)
+    def calibrate(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
+        top = min(self.upper, x.shape[0])
+        sizes = [s for s in self.SIZES if s < top] + [top]
+        for s in sizes:
+            rows = x[torch.arange(s, device=x.device) % x.shape[0]]
+            try:
+                for r in range(self.reps + 1):
+                    sec = self._time(fn, rows)
+                    if r:  # run 0 is the warm-up
+                        self.best[s] = min(self.best.get(s, float("inf")), sec / s)
+            except torch.OutOfMemoryError:
+                self.best.pop(s, None)
+                torch.cuda.empty_cache()
+                break  # this size and every larger one do not fit
+        if not self.best:
+            raise RuntimeError(f"no chunk size of {sizes} could be evaluated")
+        self.choice = min(self.best, key=self.best.get)
+        if self.store is not None and self.key is not None:
+            self.store.put(self.key, self.choice)
+        return self.choice
+
+    @staticmethod
+    def _time(fn, rows: Tensor) -> float:
+        sync = torch.cuda.synchronize if rows.is_cuda else (lambda *a: None)
+        sync(rows.device)
         t0 = time.perf_counter()
-        out = fn(chunk)
-        sync(chunk.device)
-        if self.runs.get(s, 0) > 0:  # the first chunk of each size is the warm-up
-            self.best[s] = min(self.best.get(s, float("inf")), (time.perf_counter() - t0) / s)
-        self.runs[s] = self.runs.get(s, 0) + 1
-        return out
+        fn(rows)
+        sync(rows.device)
+        return time.perf_counter() - t0
 
-    def _settle(self, n: int) -> None:
-        for s in [s for s in self.sizes if self.runs.get(s, 0) <= self.reps and s > n]:
-            self.misses[s] = self.misses.get(s, 0) + 1
-            if self.misses[s] >= 3:
-                self.sizes.remove(s)
-        if all(self.runs.get(s, 0) > self.reps for s in self.sizes):
-            self.choice = min(self.best, key=self.best.get) if self.best else self.upper
+
+class BatchSizeStore:
+    """Measured chunk sizes in ``batch_sizes.json`` under `svdd.io.cache_dir` (written atomically), keyed by call
+    site, model identity (weights hash), row shape, device, torch version and threads: a rerun on the same machine
+    uses the same sizes, hence gives the same samples. Delete the file to measure again."""
+
+    def __init__(self, path=None):
+        from .io import cache_dir
+        self.path = path or cache_dir() / "batch_sizes.json"
+
+    def _read(self) -> dict:
+        import json
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def get(self, key: str) -> int | None:
+        v = self._read().get(key)
+        return v if isinstance(v, int) and v > 0 else None
+
+    def put(self, key: str, size: int) -> None:
+        import json
+        import os
+        data = self._read()
+        data[key] = int(size)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        except OSError:  # a read-only cache folder: the size holds for this process only
+            tmp.unlink(missing_ok=True)
 
 
 _TUNERS: dict[tuple, tuple[Any, BatchTuner]] = {}  # shared by the runs of one process: calibrate once per site
+
+
+def _identity(owner: Any) -> str | None:
+    """A name for ``owner`` that is the same in every process: its weights hash (or its model's config)."""
+    import json
+    from .io import weights_hash
+    if isinstance(owner, torch.nn.Module):
+        h = weights_hash(owner)
+        return None if h is None else f"{type(owner).__name__}:{h}"
+    config = getattr(owner, "config", None)
+    if callable(config):
+        try:
+            return json.dumps(config(), sort_keys=True, default=str)
+        except Exception:
+            return None
+    return None
+
+
+def _device_name(device: torch.device) -> str:
+    import os
+    import platform
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}:{platform.processor() or platform.machine()}:{os.cpu_count()}cpus"
 
 
 def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
     key = (site, id(owner), tuple(x.shape[1:]), x.dtype, str(x.device), upper)
     ref, tuner = _TUNERS.get(key, (None, None))
     if tuner is None or ref() is not owner:  # a new owner (or one that reuses a dead owner's id)
-        tuner = BatchTuner(upper)
+        ident = _identity(owner)
+        disk = None if ident is None else "|".join(map(str, (
+            site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
+            f"threads={torch.get_num_threads()}", f"max_batch={upper}")))
+        tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
         try:
             _TUNERS[key] = (weakref.ref(owner), tuner)
         except TypeError:  # not weak-referenceable: calibrate within this run only
@@ -277,7 +330,7 @@ class Engine:
         hits0, run0, t0 = getattr(stats, "hits", 0), getattr(stats, "run_hits", 0), time.perf_counter()
         with self._grad_free():
             out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward,
-                                     tune=getattr(self.reward, "tune_batch", True))
+                                     tune=getattr(self.reward, "tune_batch", False))
         self.cost.reward_seconds += time.perf_counter() - t0
         hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
         self.cost.reward_evals += out.shape[0]

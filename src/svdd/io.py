@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +70,10 @@ def weights_hash(module: Any) -> str | None:
         else:  # extra state
             h.update(repr(t).encode())
     return h.hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    """``$SVDD_CACHE`` (default ``~/.cache/svdd``): data caches, measured batch sizes, rollouts; created on use."""
+    d = Path(os.environ.get("SVDD_CACHE", Path.home() / ".cache" / "svdd"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d

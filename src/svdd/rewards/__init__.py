@@ -17,9 +17,9 @@ Tensor = torch.Tensor
 class Reward:
     """A named reward. Wrap a plain function, or subclass and override ``__call__``."""
 
-    #: whether the engine may choose this reward's chunk size by timing its first chunks (off for rewards whose
-    #: time per row depends on what is cached or on outside programs: `CachedReward`, `ParallelReward`)
-    tune_batch: bool = True
+    #: whether the engine may choose this reward's chunk size by timing it on copies of the first call's rows (the
+    #: copies are extra reward calls, so off by default; worth it for a cheap network reward)
+    tune_batch: bool = False
 
     def __init__(self, fn: Callable[[Tensor], Any] | None = None, *, name: str | None = None, differentiable: bool = False):
         self.fn = fn

@@ -96,8 +96,6 @@ class CachedReward(Reward):
     reward (when it has a ``close``).
     """
 
-    tune_batch = False  # time per row depends on what the cache holds
-
     def __init__(self, reward: Any, key: Callable[[Tensor], str] | None = None, path: str | os.PathLike | None = None,
                  namespace: str | None = None, cache_failures: bool = False):
         self.reward = as_reward(reward)

@@ -130,8 +130,6 @@ class ParallelReward(Reward):
     first_error.
     """
 
-    tune_batch = False  # the pool sets the pace, not the chunk size
-
     def __init__(self, item_fn: Callable[[Any], float], *, to_item: Callable[[Tensor], Sequence] | None = None,
                  workers: int = 2, timeout: float | None = None, init: Callable | None = None,
                  init_args: tuple = (), name: str | None = None, context: str = "spawn"):

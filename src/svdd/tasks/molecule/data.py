@@ -19,6 +19,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ...io import cache_dir  # noqa: F401  (also what the molecule trainers import from here)
+
 #: the SELFIES tokens of MOSES (every token of the training set but 6 explicit-[H] molecules) + the padding token
 PAD = "[nop]"
 VOCAB: tuple[str, ...] = (
@@ -126,12 +128,6 @@ def _encode_or_none(smiles: str) -> list[int] | None:
         return encode_one(smiles)
     except MoleculeError:
         return None
-
-
-def cache_dir() -> Path:
-    d = Path(os.environ.get("SVDD_CACHE", Path.home() / ".cache" / "svdd"))
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def moses_tokens(split: str, limit: int | None = None, workers: int = 2) -> torch.Tensor:

@@ -169,7 +169,10 @@ def train_value(args) -> None:
     kw = {"cache": args.docking_cache or None, "workers": args.workers} if args.reward == "docking" else {}
     spec = build_spec(args.reward, num_steps=args.steps, **kw)
     t0 = time.time()
-    cache = cache_dir() / f"molecule-rollouts-{args.reward}-{args.rollouts}-T{args.steps}-k{args.keep_every}-s{args.seed}.safetensors"
+    from ...io import weights_hash
+    den = weights_hash(spec.model.network)[:12]  # rollouts of another denoiser are never reused
+    cache = cache_dir() / (f"molecule-rollouts-{args.reward}-{args.rollouts}-T{args.steps}-k{args.keep_every}-"
+                           f"s{args.seed}-{den}.safetensors")
     if cache.exists():
         roll = Rollouts.load(cache)
     else:
