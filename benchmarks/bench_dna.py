@@ -47,7 +47,7 @@ def build(args):
     from svdd.tasks.dna import OracleReward, load_networks
     nets = load_networks()
     den, oracle = nets["denoiser"].to(args.device).eval(), nets["guidance"].to(args.device).eval()
-    model = MaskedDiffusion(den, seq_len=200, vocab_size=4, num_steps=args.T, device=args.device)
+    model = MaskedDiffusion(den, seq_len=200, vocab_size=4, num_steps=args.T, device=args.device, time_independent=True)
     return model, OracleReward(oracle, "hepg2-guidance")
 
 

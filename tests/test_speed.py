@@ -142,3 +142,25 @@ def test_unique_rows_exact_and_hashed(hashed):
     uniq, inverse = unique_rows(x, hashed=hashed)
     assert torch.equal(uniq[inverse], x)
     assert uniq.shape[0] == torch.unique(x.reshape(400, -1), dim=0).shape[0]  # each distinct row once
+
+
+class _NoTime(torch.nn.Module):
+    """A masked denoiser without time input (it reads the noise level from the masks)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.emb = torch.nn.Embedding(5, 16)
+        self.conv = torch.nn.Conv1d(16, 4, 3, padding=1)
+
+    def forward(self, x, t):
+        return self.conv(self.emb(x).transpose(1, 2)).transpose(1, 2)
+
+
+def test_a_time_independent_model_reuses_the_output_of_unchanged_candidates():
+    net = _NoTime()
+    runs = [svdd.sample(svdd.MaskedDiffusion(net, seq_len=12, vocab_size=4, num_steps=48, time_independent=flag),
+                        token_reward, "svdd", num_samples=32, M=6, seed=1) for flag in (False, True)]
+    assert torch.equal(runs[0].samples, runs[1].samples) and torch.equal(runs[0].rewards, runs[1].rewards)
+    assert runs[1].cost.network_evals < 0.9 * runs[0].cost.network_evals  # 12 tokens over 48 steps: many unchanged
+    assert runs[1].config["model"]["time_independent"] is True

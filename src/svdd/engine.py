@@ -12,6 +12,7 @@ so that e.g. SVDD with M = 1 walks the same path as plain sampling whatever its 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import weakref
 from contextlib import nullcontext
@@ -280,6 +281,11 @@ class Engine:
             x, inverse = unique_rows(x)
         if self.auto_batch and tune:
             tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch)
+            if tuner.choice is None and x.shape[0] >= 2 * tuner.SIZES[0]:
+                saved = dataclasses.replace(self.cost)
+                tuner.calibrate(fn, x)
+                vars(self.cost).update(vars(saved))  # the timing runs are no part of the run's cost (a model that
+                # counts its own calls into the engine's counters, e.g. gradient guidance, counted them)
             outs = tuner.chunks(fn, x)
         else:
             outs = [fn(x[a:a + self.max_batch]) for a in range(0, x.shape[0], self.max_batch)]
@@ -296,7 +302,19 @@ class Engine:
         """The chunk size each call site settled on (None: still measuring when the run ended)."""
         return {site: t.choice for site, t in self._tuners.items()}
 
-    def predict(self, x: Tensor, i: int) -> Tensor:
+    def predict(self, x: Tensor, i: int, parents: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Network output of states ``x`` at level ``i``. ``parents=(px, ppred)``: x holds x.shape[0] // len(px)
+        children of each row of px, in order; with a ``time_independent`` model a child equal to its parent takes
+        the parent's output (no call, not counted)."""
+        if parents is not None and getattr(self.model, "time_independent", False):
+            px, ppred = parents
+            m = x.shape[0] // px.shape[0]
+            same = (x.reshape(px.shape[0], m, -1) == px.reshape(px.shape[0], 1, -1)).all(-1).flatten()
+            if bool(same.any()):
+                out = ppred.repeat_interleave(m, dim=0)
+                if not bool(same.all()):
+                    out[~same] = self.predict(x[~same], i)
+                return out
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model)
         self.cost.network_evals += out.shape[0]

@@ -67,7 +67,8 @@ class SVDD(Method):
         output or None, their values, which candidates failed)."""
         m = self.M
         cands = engine.model.step(state.x[rows], state.pred[rows], i, engine.gen["model"], num_children=m)  # 1.
-        cand_pred = engine.predict(cands, i + 1) if score.needs_prediction and not last else None
+        cand_pred = (engine.predict(cands, i + 1, parents=(state.x[rows], state.pred[rows]))
+                     if score.needs_prediction and not last else None)
         values = score(engine, cands, cand_pred, i + 1).view(-1, m)  # 2. the value of every candidate
         keep = torch.arange(values.shape[0], device=values.device) * m + select(values, self.alpha, engine.gen["select"])
         pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(cands[keep], i + 1))

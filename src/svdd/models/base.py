@@ -35,6 +35,9 @@ class DiffusionModel(ABC):
     discrete: bool = False
     #: True when ``step`` with one network output can give distinct children (False for e.g. DDIM with eta = 0)
     stochastic: bool = True
+    #: True when ``predict(x, i)`` does not depend on ``i`` for a given x (a masked denoiser without time input):
+    #: a candidate equal to its parent then reuses the parent's output instead of a network call
+    time_independent: bool = False
 
     @abstractmethod
     def prior(self, n: int, generator: torch.Generator) -> Tensor:

@@ -36,12 +36,15 @@ class MaskedDiffusion(DiffusionModel):
         seq_len, vocab_size: sequence length L and number of real tokens V.
         num_steps: sampling steps T (the paper uses 128).
         eps: smallest time (MDLM: 1e-5).
+        time_independent: the network ignores ``t`` (it reads the noise level from the number of masks, as MDLM
+            without time conditioning): a candidate that unmasked nothing reuses its parent's output.
     """
 
     discrete = True
 
     def __init__(self, network: Callable[[Tensor, Tensor], Tensor], seq_len: int, vocab_size: int, *,
-                 num_steps: int = 128, eps: float = 1e-5, device: str | torch.device = "cpu"):
+                 num_steps: int = 128, eps: float = 1e-5, device: str | torch.device = "cpu",
+                 time_independent: bool = False):
         if num_steps < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
         self.network = network
@@ -52,6 +55,7 @@ class MaskedDiffusion(DiffusionModel):
         self.eps = float(eps)
         self.device = torch.device(device)
         self.times = torch.linspace(1.0, self.eps, self.num_steps + 1, dtype=torch.float64)
+        self.time_independent = bool(time_independent)
 
     def time(self, i: int) -> float:
         return 0.0 if i >= self.num_steps else float(self.times[i])
@@ -140,4 +144,5 @@ class MaskedDiffusion(DiffusionModel):
         from ..io import weights_hash
         return {"class": type(self).__name__, "num_steps": self.num_steps, "seq_len": self.seq_len,
                 "vocab_size": self.vocab_size, "eps": self.eps, "device": str(self.device),
+                "time_independent": self.time_independent,
                 "network": type(self.network).__name__, "network_weights": weights_hash(self.network)}

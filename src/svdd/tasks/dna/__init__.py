@@ -49,7 +49,8 @@ def build_spec(num_steps: int = 128) -> TaskSpec:
     from ...models import MaskedDiffusion
     from .data import decode
     nets = load_networks()
-    model = MaskedDiffusion(nets["denoiser"], seq_len=200, vocab_size=4, num_steps=num_steps)
+    # the denoiser has no time input: a candidate that unmasked nothing reuses its parent's output
+    model = MaskedDiffusion(nets["denoiser"], seq_len=200, vocab_size=4, num_steps=num_steps, time_independent=True)
     reward = OracleReward(nets["guidance"], "hepg2-guidance")
     eval_reward = OracleReward(nets["evaluation"], "hepg2-evaluation")
     spec = TaskSpec(model, reward,

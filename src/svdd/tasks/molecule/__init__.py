@@ -49,7 +49,7 @@ def load_value(reward: str):
 def build_model(num_steps: int = 64, device: str = "cpu"):
     from ...models import MaskedDiffusion
     return MaskedDiffusion(load_denoiser().to(device), seq_len=SEQ_LEN, vocab_size=len(VOCAB), num_steps=num_steps,
-                           device=device)
+                           device=device, time_independent=True)  # the transformer has no time input
 
 
 def docking_reward(*, target: str = "PARP1", exhaustiveness: int = 1, seed: int = 1, sf_name: str = "vina",
