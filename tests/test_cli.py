@@ -151,3 +151,22 @@ def test_internal_type_errors_are_not_swallowed(tmp_path, monkeypatch):
     monkeypatch.setattr(svdd.tasks, "get_task", broken)
     with pytest.raises(TypeError, match="an internal bug"):
         main(["sample", "--task", "toy-motif", "--quiet", "--out", str(tmp_path)])
+
+
+def test_compare_cache_is_not_reused_after_the_networks_change(tmp_path):
+    """A stored (method, seed) run is reused only for the same task config (which holds the weights hashes)."""
+    import dataclasses
+
+    from svdd.compare import run_comparison
+    from svdd.tasks import get_task
+    task = get_task("toy-motif")
+    spec = task.make()
+    methods = {"pretrained": {"method": "pretrained"}}
+    stored = tmp_path / "pretrained-seed0.pt"
+    run_comparison(task, spec, methods, seeds=[0], num_samples=4, cache=tmp_path)
+    first = stored.stat().st_mtime_ns
+    run_comparison(task, spec, methods, seeds=[0], num_samples=4, cache=tmp_path)
+    assert stored.stat().st_mtime_ns == first  # same task: reused
+    other = dataclasses.replace(spec, config={**spec.config, "weights": {"denoiser": "retrained"}})
+    run_comparison(task, other, methods, seeds=[0], num_samples=4, cache=tmp_path)
+    assert stored.stat().st_mtime_ns != first  # retrained networks: run again

@@ -77,7 +77,8 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
         for seed in seeds:
             key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
                               "reward": getattr(spec.reward, "name", None),
-                              "steps": getattr(spec.model, "num_steps", None), "reward_budget": reward_budget},
+                              "steps": getattr(spec.model, "num_steps", None), "reward_budget": reward_budget,
+                              "task": spec.config},  # the task's weights hashes: new networks never reuse old runs
                              sort_keys=True, default=str)
             path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
             rec = torch.load(path, weights_only=False) if path is not None and path.exists() else None
