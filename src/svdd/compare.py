@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,13 +82,12 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
                               "task": spec.config},  # the task's weights hashes: new networks never reuse old runs
                              sort_keys=True, default=str)
             path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
-            rec = torch.load(path, weights_only=False) if path is not None and path.exists() else None
+            rec = _load_run(path) if path is not None and path.exists() else None
             if rec is None or rec.get("key") != key:
                 rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, reward_budget=reward_budget)
                 rec["key"] = key
                 if path is not None:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    torch.save(rec, path)
+                    _save_run(rec, path)
             elif rec.get("samples") is not None:  # cached run: metrics are cheap functions of its samples
                 rec["metrics"] = {k: f(rec["samples"]) for k, f in spec.set_metrics.items()}
             row.rewards.append(rec["rewards"])
@@ -130,6 +130,26 @@ def _plain(opts: dict[str, Any]) -> dict[str, Any]:
     """Options as JSON-able values (objects such as value nets by their type name)."""
     plain = (int, float, str, bool, type(None), list, tuple)
     return {k: (v if isinstance(v, plain) else type(v).__name__) for k, v in opts.items()}
+
+
+_ARRAYS = ("rewards", "eval_rewards", "naturalness")  # numpy arrays of a run record, stored as tensors
+
+
+def _save_run(rec: dict, path: Path) -> None:
+    """A finished run, written atomically with tensors in place of arrays (loadable with ``weights_only=True``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({k: torch.from_numpy(v) if k in _ARRAYS and v is not None else v for k, v in rec.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def _load_run(path: Path) -> dict | None:
+    """A stored run (never unpickled: ``weights_only=True``), or None when it cannot be read."""
+    try:
+        rec = torch.load(path, weights_only=True)
+    except Exception:  # an unreadable or old-format file: run again
+        return None
+    return {k: v.numpy() if k in _ARRAYS and v is not None else v for k, v in rec.items()}
 
 
 def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool,
