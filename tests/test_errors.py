@@ -11,7 +11,7 @@ from conftest import TinyMLP, gauss_reward
 
 @pytest.mark.parametrize("opts,match", [({"M": 0}, "M must be an int >= 1, got 0"),
                                         ({"M": 2.5}, "M must be an int >= 1, got 2.5"),
-                                        ({"alpha": -0.1}, r"alpha must be >= 0, got -0.1"),
+                                        ({"alpha": -0.1}, r"alpha must be a number >= 0, got -0.1"),
                                         ({"select_every": 0}, "select_every"),
                                         ({"select_window": (5, 2)}, "select_window"),
                                         ({"select_window": 3}, "select_window must be .start, stop.")])
@@ -21,7 +21,7 @@ def test_bad_svdd_options(gauss_model, opts, match):
 
 
 def test_smc_needs_positive_alpha(gauss_model):
-    with pytest.raises(ValueError, match=r"alpha must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"alpha must be a number > 0, got 0"):
         svdd.sample(gauss_model, gauss_reward, "smc", alpha=0)
 
 
@@ -79,14 +79,22 @@ def test_failing_candidates_get_minus_inf_and_the_run_goes_on(gmm):
 
 def test_every_candidate_failing_is_reported():
     model = svdd.GaussianDiffusion(lambda x, t: torch.zeros_like(x), (1,), num_steps=5)
+    calls = []
 
-    def reward(x):
-        return torch.where(x[:, 0] > -1e9, torch.full_like(x[:, 0], float("nan")), x[:, 0])
+    def reward(x):  # answers its first call, then NaN for everything
+        calls.append(x.shape[0])
+        return x[:, 0] if len(calls) == 1 else torch.full_like(x[:, 0], float("nan"))
 
     with pytest.warns(RuntimeWarning, match="EVERY candidate failed"):
         res = svdd.sample(model, reward, "svdd", num_samples=3, M=2)
-    assert sum(res.diagnostics.all_failed) == 3 * 4  # every selection step, every sample
+    assert sum(res.diagnostics.all_failed) == 3 * 3  # every selection step after the first, every sample
     assert torch.isnan(res.rewards).all()
+
+
+@pytest.mark.parametrize("value", [float("nan"), -float("inf")])
+def test_a_reward_that_fails_on_its_whole_first_batch_is_an_error(gauss_model, value):
+    with pytest.raises(svdd.errors.RunError, match="returned NaN or −inf for every one of 8 samples of its first batch"):
+        svdd.sample(gauss_model, lambda x: torch.full((x.shape[0],), value), "svdd", num_samples=4, M=2)
 
 
 def test_a_reward_that_always_raises_is_an_error(gauss_model):

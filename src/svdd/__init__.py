@@ -1,5 +1,6 @@
 """svdd: reward-guided sampling from pre-trained diffusion models by soft value-based decoding (arXiv 2408.08252)."""
 
+from . import errors
 from .api import sample
 from .guidance import GuidedModel
 from .methods import BestOfN, DPS, METHODS, Pretrained, SMC, SVDD, SVDDR, get_method

@@ -16,7 +16,7 @@ from .rewards import as_reward
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int | None = None, return_x0: bool = False, progress: bool | None = None, callback=None,
            reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
-           dedupe: bool = True, **method_options) -> SampleResult:
+           dedupe: bool = True, max_reward_failures: int = 10, **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -37,6 +37,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             Rewards always run as given.
         dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
             every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
+        max_reward_failures: stop the run with `svdd.errors.RewardUnavailable` after this many reward calls in a row
+            failed on every row (raised, NaN or −inf) -- a reward service that went away -- instead of retrying row
+            by row to the end.
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True
@@ -51,6 +54,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 62:
+        raise ValueError(f"seed must be an int in [0, 2**62), got {seed!r}")
     if reward_budget is not None and (isinstance(reward_budget, bool) or not isinstance(reward_budget, (int, float))
                                       or not reward_budget >= 0):
         raise ValueError(f"reward_budget must be a number >= 0 (real reward calls per sample) or None, got {reward_budget!r}")
@@ -65,13 +70,14 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
                          f"value net for a gradient); got reward_budget={reward_budget!r}")
     reward = as_reward(reward)
     method.check(model, reward)
+    method.check_run(num_samples)
     model = method.wrap_model(model, reward)
     if progress is None:
         import sys
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
                     reward_budget=None if reward_budget is None else reward_budget * num_samples,
-                    auto_batch=auto_batch, precision=precision, dedupe=dedupe)
+                    auto_batch=auto_batch, precision=precision, dedupe=dedupe, max_reward_failures=max_reward_failures)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures

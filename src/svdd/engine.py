@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import torch
 
+from .errors import RewardUnavailable, RunError
 from .models.base import Tensor
 from .rewards import Reward, check_output
 
@@ -235,13 +236,17 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
 class Engine:
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
-                 precision: str = "fp32", dedupe: bool = True):
+                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 10):
         if max_batch is None:  # a GPU holds all N·M rows of a typical run; CPU throughput peaks well below 1024
             max_batch = 8192 if torch.device(getattr(model, "device", "cpu")).type == "cuda" else 1024
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
             raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        if not isinstance(max_reward_failures, int) or isinstance(max_reward_failures, bool) or max_reward_failures < 1:
+            raise ValueError(f"max_reward_failures must be an int >= 1, got {max_reward_failures!r}")
+        self.max_reward_failures = max_reward_failures  # consecutive failed reward calls before the run stops
+        self._failed_calls = 0
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
         self.dedupe = bool(dedupe)  # evaluate identical rows of discrete models once
@@ -317,12 +322,17 @@ class Engine:
                 return out
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model)
+        _check_finite(out, _network_name(self.model), i, neg_inf_ok=self.discrete)  # masked: −inf log-probs are fine
         self.cost.network_evals += out.shape[0]
         return out if inverse is None else out[inverse]
 
-    def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor, owner: Any = None) -> Tensor:
+    def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor, owner: Any = None, i: int | None = None,
+                  nan_ok: bool = False) -> Tensor:
+        """Values of states ``x`` (at level ``i``) by a value net or function. NaN (unless ``nan_ok``: a value
+        function that may fail, as a reward does) or +inf is an error naming it; −inf is a failed state."""
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(fn, x, "value", owner if owner is not None else fn)
+        _check_finite(out, f"value net {_label(owner if owner is not None else fn)}", i, neg_inf_ok=True, nan_ok=nan_ok)
         self.cost.value_evals += out.shape[0]
         out = out.double()
         return out if inverse is None else out[inverse]
@@ -359,26 +369,60 @@ class Engine:
         return out if inverse is None else out[inverse]
 
     def _reward_chunk(self, x: Tensor) -> Tensor:
-        name = self.reward.name
+        """Rewards of one chunk. The reward gets a copy of the rows (one that edits its input cannot corrupt the
+        samples). A batch that raises is retried row by row; a row that raises or returns NaN / −inf is a failure
+        (NaN here, value −inf). Errors: +inf; every row of the run's first batch failing; ``max_reward_failures``
+        consecutive calls that failed on every row (`RewardUnavailable`)."""
+        n = x.shape[0]
         try:
-            raw = self.reward(x)
+            raw = self.reward(x.clone())
         except Exception as exc:  # isolate the failing rows; the run goes on without them
-            self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
-            out = torch.full((x.shape[0],), torch.nan, dtype=torch.float64, device=x.device)
-            for j in range(x.shape[0]):  # slow path, only taken when a batch raised
+            self._reward_failed(exc)
+            out = torch.full((n,), torch.nan, dtype=torch.float64, device=x.device)
+            for j in range(n):  # slow path, only taken when a batch raised
                 try:
-                    raw_j = self.reward(x[j:j + 1])
-                except Exception:
+                    raw_j = self.reward(x[j:j + 1].clone())
+                except Exception as exc_j:
+                    self._reward_failed(exc_j)
                     continue
-                out[j] = check_output(raw_j, 1, name).double()[0]
-            if not self.failures._any_success and bool(torch.isnan(out).all()):
-                raise RuntimeError(f"reward {name!r} raised for every one of {x.shape[0]} samples of its first batch: "
-                                   f"{self.failures.first_error}") from exc
-            self.failures._any_success = True
+                out[j] = self._checked(raw_j, 1)[0]
+            if not self.failures._any_success:
+                raise RunError(f"reward {self.reward.name!r} raised for every one of {n} samples of its first batch: "
+                               f"{self.failures.first_error}") from exc
             return out
-        out = check_output(raw, x.shape[0], name).double().to(x.device)
-        self.failures._any_success = True
+        out = self._checked(raw, n)
+        if not self.failures._any_success:
+            raise RunError(f"reward {self.reward.name!r} returned NaN or −inf for every one of {n} samples of its first "
+                           "batch: no sample can be scored (a reward marks a failed sample with NaN)")
         return out
+
+    def _checked(self, raw: Any, n: int) -> Tensor:
+        """A reward call's output as float64 on the rows' device: shape and dtype checked, +inf refused, −inf read as
+        a failure (NaN)."""
+        name = self.reward.name
+        out = check_output(raw, n, name).double()
+        if bool((out == torch.inf).any()):
+            raise ValueError(f"reward {name!r} returned +inf for {int((out == torch.inf).sum())} of {n} samples; "
+                             "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
+        out = torch.where(out == -torch.inf, torch.full_like(out, torch.nan), out)
+        if bool(torch.isnan(out).all()):
+            self._reward_failed(None)
+        else:
+            self._failed_calls = 0
+            self.failures._any_success = True
+        return out
+
+    def _reward_failed(self, exc: BaseException | None) -> None:
+        """Count a reward call that failed on every row; stop the run after ``max_reward_failures`` in a row."""
+        if exc is not None:
+            self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
+        self._failed_calls += 1
+        if self._failed_calls >= self.max_reward_failures:
+            last = f"{type(exc).__name__}: {exc}" if exc is not None else "NaN for every row"
+            raise RewardUnavailable(
+                f"reward {self.reward.name!r} failed on every row of {self._failed_calls} calls in a row (last: {last}); "
+                "the run stops here. Rerun when the reward answers again: values a CachedReward computed are kept, "
+                "and `svdd compare` keeps its finished runs (max_reward_failures sets the limit)")
 
     def trange(self, n: int, desc: str):
         from tqdm.auto import trange
@@ -388,3 +432,30 @@ class Engine:
         self.cost.wall_seconds = time.perf_counter() - self._t0
         self.cost.num_samples = num_samples
         return self.cost
+
+
+def _label(obj: Any) -> str:
+    return getattr(obj, "label", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+def _network_name(model: Any) -> str:
+    net = getattr(model, "network", None)
+    return f"network {_label(net)} of {type(model).__name__}" if net is not None else f"model {type(model).__name__}"
+
+
+def _check_finite(out: Tensor, what: str, i: int | None, neg_inf_ok: bool = False, nan_ok: bool = False) -> None:
+    """Raise a `RunError` naming ``what`` and the step when ``out`` holds NaN or +inf (or −inf unless ``neg_inf_ok``):
+    a sampler cannot continue from them, and a selection among them would be silently arbitrary."""
+    if not out.is_floating_point():
+        return
+    bad = out == torch.inf
+    if not nan_ok:
+        bad |= torch.isnan(out)
+    if not neg_inf_ok:
+        bad |= out == -torch.inf
+    if bool(bad.any()):
+        rows = int(bad.reshape(bad.shape[0], -1).any(1).sum()) if out.dim() else 1
+        kind = "NaN" if not nan_ok and bool(torch.isnan(out).any()) else "infinite values"
+        where = f" at level {i}" if i is not None else ""
+        raise RunError(f"{what} returned {kind}{where} for {rows} of {out.shape[0] if out.dim() else 1} evaluated rows; "
+                       "svdd cannot select among non-finite outputs (check the network's input range and weights)")

@@ -80,17 +80,16 @@ class LearnedValue(ValueEstimator):
         t = engine.model.time(i)
 
         def f(c):
-            out = self.net(c, torch.full((c.shape[0],), t, device=c.device))
-            return out.reshape(c.shape[0])
+            return _one_per_row(self.net(c, torch.full((c.shape[0],), t, device=c.device)), c.shape[0], self.label)
 
-        return engine.value_net(f, x, owner=self.net)
+        return engine.value_net(f, x, owner=self.net, i=i)
 
     def config(self):
         return {"type": self.name, "net": self.label}
 
 
 class FunctionValue(ValueEstimator):
-    """Wrap any ``fn(x, i) -> values``; counted as value evaluations."""
+    """Wrap any ``fn(x, i) -> values``; counted as value evaluations. NaN marks a failed value (as for rewards)."""
 
     name = "function"
 
@@ -99,10 +98,21 @@ class FunctionValue(ValueEstimator):
         self.label = name or getattr(fn, "__name__", "fn")
 
     def __call__(self, engine, x, pred, i):
-        return engine.value_net(lambda c: self.fn(c, i).reshape(c.shape[0]), x, owner=self.fn)
+        return engine.value_net(lambda c: _one_per_row(self.fn(c, i), c.shape[0], self.label), x, owner=self.fn, i=i,
+                               nan_ok=True)
 
     def config(self):
         return {"type": self.name, "fn": self.label}
+
+
+def _one_per_row(out: Any, n: int, label: str) -> Tensor:
+    """A value net's output as one value per state: shape (n,) or (n, 1), else an error naming the net."""
+    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+        raise TypeError(f"value net {label} returned {type(out).__name__}"
+                        f"{f' of dtype {out.dtype}' if isinstance(out, torch.Tensor) else ''}; expected a float tensor")
+    if tuple(out.shape) not in ((n,), (n, 1)):
+        raise ValueError(f"value net {label} returned shape {tuple(out.shape)} for {n} states; expected ({n},) or ({n}, 1)")
+    return out.reshape(n)
 
 
 def as_value(obj: Any) -> ValueEstimator:

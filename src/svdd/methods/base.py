@@ -80,6 +80,9 @@ class Method:
     def check(self, model, reward) -> None:
         """Raise a clear error when this method cannot run with this model/reward."""
 
+    def check_run(self, num_samples: int) -> None:
+        """Warn (or raise) when this method's options make no sense for a run of ``num_samples`` samples."""
+
     def wrap_model(self, model, reward):
         """The model this method samples from (gradient guidance wraps it); default: the model itself."""
         return model
@@ -162,8 +165,12 @@ def check_positive_int(name: str, v: Any) -> None:
 
 
 def check_alpha(alpha: float, positive: bool = False) -> None:
-    if not isinstance(alpha, (int, float)) or alpha != alpha or alpha < 0 or (positive and alpha == 0):
-        raise ValueError(f"alpha must be {'> 0' if positive else '>= 0'}, got {alpha!r}")
+    if not isinstance(alpha, (int, float)) or isinstance(alpha, bool) or alpha != alpha or alpha < 0 \
+            or (positive and alpha == 0):
+        raise ValueError(f"alpha must be a number {'> 0' if positive else '>= 0'}, got {alpha!r}")
+    if alpha == float("inf"):
+        raise ValueError("alpha must be finite, got inf: at alpha = inf every candidate is equally likely, so the run "
+                         "would pay for M candidates and keep a random one (that is method 'pretrained')")
 
 
 def require_stochastic(model, method: str) -> None:

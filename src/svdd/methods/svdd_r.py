@@ -5,6 +5,7 @@ potentials: the move is an SVDD step, the resampling rule is "the k worst become
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import torch
 
@@ -32,6 +33,15 @@ class SVDDR(ParticleMethod):
     def check(self, model, reward):
         if self.M > 1:
             super().check(model, reward)
+
+    def check_run(self, num_samples):
+        k = self.replace_fraction * num_samples
+        if 0 < self.replace_fraction and k < 1:
+            import warnings
+            warnings.warn(f"svdd-r replaces int(replace_fraction * num_samples) = int({self.replace_fraction:g} * "
+                          f"{num_samples}) = 0 samples per step: this run is plain svdd. Use num_samples >= "
+                          f"{math.ceil(1 / self.replace_fraction)} or replace_fraction >= {1 / num_samples:.3g}",
+                          RuntimeWarning, stacklevel=3)
 
     def move(self, engine, state, i, score):
         kernel = SVDD(M=self.M if score is not None else 1, alpha=self.alpha, value=score or self.value)

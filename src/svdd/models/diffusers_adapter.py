@@ -39,6 +39,8 @@ def check_scheduler(scheduler: Any, eta: float) -> None:
     name = type(scheduler).__name__
     fix = "use DDPMScheduler, DDIMScheduler with eta > 0 or EulerAncestralDiscreteScheduler " \
           "(e.g. DDIMScheduler.from_config(pipe.scheduler.config))"
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta < float("inf"):
+        raise ValueError(f"eta must be a finite number >= 0 (1 = DDPM-like ancestral steps), got {eta!r}")
     if name == "DDIMScheduler" and eta <= 0:
         raise ValueError(f"DDIMScheduler with eta={eta} is deterministic: all M candidates of a step would be "
                          f"identical. Pass eta > 0 (the paper uses eta = 1), or {fix}")

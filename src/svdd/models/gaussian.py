@@ -84,8 +84,9 @@ class GaussianDiffusion(DiffusionModel):
     ):
         if prediction not in PREDICTIONS:
             raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
-        if eta < 0:
-            raise ValueError(f"eta must be >= 0, got {eta}")
+        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not 0 <= eta < float("inf"):
+            raise ValueError(f"GaussianDiffusion: eta must be a finite number >= 0 (1 = DDPM ancestral steps, "
+                             f"0 = deterministic DDIM), got {eta!r}")
         self.network = network
         self.sample_shape = tuple(int(s) for s in sample_shape)
         self.prediction = prediction

@@ -13,6 +13,7 @@ filled by the denoiser's argmax (MDLM's noise-removal step; here it reuses the l
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable
 
 import torch
@@ -45,8 +46,11 @@ class MaskedDiffusion(DiffusionModel):
     def __init__(self, network: Callable[[Tensor, Tensor], Tensor], seq_len: int, vocab_size: int, *,
                  num_steps: int = 128, eps: float = 1e-5, device: str | torch.device = "cpu",
                  time_independent: bool = False):
-        if num_steps < 1:
-            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        for name, v, low in (("seq_len", seq_len, 1), ("vocab_size", vocab_size, 2), ("num_steps", num_steps, 1)):
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < low:
+                raise ValueError(f"MaskedDiffusion: {name} must be an int >= {low}, got {v!r}")
+        if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+            raise ValueError(f"MaskedDiffusion: eps must be in (0, 1), got {eps!r}")
         self.network = network
         self.seq_len = int(seq_len)
         self.vocab_size = int(vocab_size)
@@ -77,7 +81,18 @@ class MaskedDiffusion(DiffusionModel):
 
     def predict(self, x: Tensor, i: int) -> Tensor:
         t = torch.full((x.shape[0],), float(self.times[i]), device=x.device)
-        return self.subs(self.network(x, t), x)
+        try:
+            logits = self.network(x, t)
+        except IndexError as exc:  # typically an embedding without a row for the mask token
+            raise ValueError(f"network {type(self.network).__name__} raised IndexError ({exc}) on tokens in "
+                             f"[0, {self.vocab_size}] (mask token = vocab_size = {self.vocab_size}): does its "
+                             f"embedding have vocab_size + 1 = {self.vocab_size + 1} rows?") from exc
+        n, L, V = x.shape[0], self.seq_len, self.vocab_size
+        if not isinstance(logits, torch.Tensor) or tuple(logits.shape) not in ((n, L, V), (n, L, V + 1)):
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"network {type(self.network).__name__} returned logits of shape {got} for {n} sequences; "
+                             f"expected ({n}, {L}, {V}) or ({n}, {L}, {V + 1}) (seq_len {L}, vocab_size {V})")
+        return self.subs(logits, x)
 
     def denoise(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
         return pred[..., : self.vocab_size].argmax(dim=-1)  # carry-over is built into SUBS
