@@ -16,7 +16,7 @@ from .rewards import as_reward
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int | None = None, return_x0: bool = False, progress: bool | None = None, callback=None,
            reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
-           dedupe: bool = True, max_reward_failures: int = 10, **method_options) -> SampleResult:
+           dedupe: bool = True, max_reward_failures: int = 32, **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -38,8 +38,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
             every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
         max_reward_failures: stop the run with `svdd.errors.RewardUnavailable` after this many reward calls in a row
-            failed on every row (raised, NaN or −inf) -- a reward service that went away -- instead of retrying row
-            by row to the end.
+            failed on every row they were given (raised, NaN or −inf; a batch that raised is retried row by row, and
+            each row counts as a call) -- a reward service that went away -- instead of retrying row by row to the
+            end. The default, 32, leaves room for the M candidates of a few samples failing together.
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True

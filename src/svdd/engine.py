@@ -236,7 +236,7 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
 class Engine:
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
-                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 10):
+                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32):
         if max_batch is None:  # a GPU holds all N·M rows of a typical run; CPU throughput peaks well below 1024
             max_batch = 8192 if torch.device(getattr(model, "device", "cpu")).type == "cuda" else 1024
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
@@ -376,8 +376,8 @@ class Engine:
         n = x.shape[0]
         try:
             raw = self.reward(x.clone())
-        except Exception as exc:  # isolate the failing rows; the run goes on without them
-            self._reward_failed(exc)
+        except Exception as exc:  # isolate the failing rows (each retried row counts as a call); the run goes on
+            self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
             out = torch.full((n,), torch.nan, dtype=torch.float64, device=x.device)
             for j in range(n):  # slow path, only taken when a batch raised
                 try:
@@ -413,7 +413,8 @@ class Engine:
         return out
 
     def _reward_failed(self, exc: BaseException | None) -> None:
-        """Count a reward call that failed on every row; stop the run after ``max_reward_failures`` in a row."""
+        """Count a reward call that failed on every row (a retried row, or a batch that returned no value); stop the
+        run after ``max_reward_failures`` in a row."""
         if exc is not None:
             self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
         self._failed_calls += 1

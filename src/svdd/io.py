@@ -21,17 +21,32 @@ def save_module(module: torch.nn.Module, stem: str | Path, record: dict[str, Any
     stem.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
-def load_module(cls, stem: str | Path) -> torch.nn.Module:
+def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file; a missing, truncated or corrupt file is an error naming it."""
     from safetensors.torch import load_file
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such safetensors file")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # SafetensorError, or an OSError / ValueError from a torn header
+        raise ValueError(f"{path} is not a readable safetensors file ({type(exc).__name__}: {exc}); it may be "
+                         "truncated or corrupt: restore or retrain it") from None
+
+
+def load_module(cls, stem: str | Path) -> torch.nn.Module:
     stem = Path(stem)
     weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     if not weights.exists() or not meta.exists():
         raise FileNotFoundError(f"{weights} / {meta} not found: the shipped weights are missing or were not trained yet")
-    info = json.loads(meta.read_text())
+    try:
+        info = json.loads(meta.read_text())
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{meta} is not a readable JSON record ({exc})") from None
     if info["class"] != cls.__name__:
         raise ValueError(f"{meta} holds a {info['class']}, not a {cls.__name__}")
     module = cls(**info["config"])
-    module.load_state_dict(load_file(str(weights)))
+    module.load_state_dict(load_tensors(weights))
     return module.eval()
 
 

@@ -48,8 +48,8 @@ class Rollouts:
 
     @classmethod
     def load(cls, path) -> "Rollouts":
-        from safetensors.torch import load_file
-        d = load_file(str(path))
+        from .io import load_tensors
+        d = load_tensors(path)
         return cls(d["states"], d["times"], d["rewards"])
 
 

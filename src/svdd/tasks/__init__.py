@@ -135,7 +135,7 @@ register_task(Task(
     methods={**_FASHION_METHODS, "dps": {"method": "dps", "target": "value", "value": "task", "scale": 0.1, "scale_mode": "absolute"},
              "smc": {"method": "smc", "alpha": 0.05}, "svdd-mc": {"method": "svdd", "M": 20, "value": "task"},
              "svdd-pm": {"method": "svdd", "M": 20}, "svdd-r": {"method": "svdd-r", "M": 20}},
-    num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("target", "device", "num_steps")))
+    num_samples=64, quick={"num_samples": 16, "seeds": [0]}, options=("device", "num_steps")))
 
 register_task(Task(
     "fashion-class", "Fashion-MNIST 32x32, same model; reward: log p(class | image) of a CNN classifier trained here "

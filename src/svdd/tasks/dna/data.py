@@ -67,7 +67,14 @@ def decode(x: torch.Tensor) -> list[str]:
 def read_fasta(path: str | Path, length: int | None = SEQ_LEN) -> tuple[list[str], torch.Tensor]:
     """Read a FASTA file -> (names, tokens). Errors name the bad record."""
     names, seqs, cur = [], [], None
-    text = Path(path).read_text()
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path} is not a text FASTA file: byte {raw[exc.start]:#04x} at offset {exc.start} is not "
+                         "text") from None
+    if "\x00" in text:
+        raise ValueError(f"{path} is not a text FASTA file: it holds NUL bytes (offset {text.index(chr(0))})")
     for line in text.splitlines():
         line = line.strip()
         if not line:

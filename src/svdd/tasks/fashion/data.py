@@ -34,13 +34,22 @@ def data_dir() -> Path:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
+    """An idx file (gzip): a truncated or garbled file is an error naming it."""
+    import zlib
+    fix = "reinstall it: `apt-get install --reinstall dataset-fashion-mnist`"
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"{path} is not a readable gzip file ({exc or type(exc).__name__}); {fix}") from None
     magic = int.from_bytes(raw[:4], "big")
     ndim = magic & 0xFF
-    if magic >> 8 != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file (magic {magic:#x})")
+    if len(raw) < 4 or magic >> 8 != 0x08 or not 1 <= ndim <= 3:
+        raise ValueError(f"{path} is not an unsigned-byte idx file (magic {magic:#x}); {fix}")
     shape = [int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim)]
+    need = 4 + 4 * ndim + int(np.prod(shape))
+    if len(raw) != need:
+        raise ValueError(f"{path} holds {len(raw)} bytes, but its header {shape} needs {need}: truncated? {fix}")
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 

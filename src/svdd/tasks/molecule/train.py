@@ -50,8 +50,9 @@ def _save_checkpoint(path: Path, net, ema, opt, meta: dict) -> None:
 
 def _load_checkpoint(path: Path, net, ema, opt) -> dict:
     from safetensors import safe_open
-    from safetensors.torch import load_file
-    state = load_file(str(path))
+
+    from ...io import load_tensors
+    state = load_tensors(path)
     net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
     ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
     osd = opt.state_dict()
