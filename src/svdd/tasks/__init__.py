@@ -102,7 +102,7 @@ def standard_methods(M: int = 10, dps_scale: float = 1.0, smc_alpha: float = 0.5
 register_task(Task(
     "toy-motif", "DNA-like length-24 sequences from an exact Markov-chain masked diffusion; reward: TATA-box PWM match "
     "(differentiable). Runs in seconds; naturalness is the exact log-likelihood.", _toy_motif,
-    methods=standard_methods(dps_scale=2.0), num_samples=128))
+    methods=standard_methods(dps_scale=2.0), num_samples=128, options=("num_steps",)))
 
 def _dna(**kw) -> TaskSpec:
     from .dna import build_spec
@@ -117,7 +117,7 @@ register_task(Task(
              "dps-strong": {"method": "dps", "scale": 30.0, "scale_mode": "absolute"}, "smc-cold": {"method": "smc", "alpha": 0.25},
              "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0, "scale_mode": "absolute"},
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
-    num_samples=256, quick={"num_samples": 32, "seeds": [0]}))
+    num_samples=256, quick={"num_samples": 32, "seeds": [0]}, options=("num_steps",)))
 
 def _fashion(kind):
     def build(**kw) -> TaskSpec:
@@ -151,7 +151,7 @@ register_task(Task(
 register_task(Task(
     "toy-gmm", "2-D Gaussian mixture with its exact noise prediction (DDPM, 100 steps); reward: x1 + x2 (linear, "
     "so the tilted target is again a Gaussian mixture in closed form).", _toy_gmm,
-    methods=standard_methods(dps_scale=0.5), num_samples=256))
+    methods=standard_methods(dps_scale=0.5), num_samples=256, options=("num_steps",)))
 
 
 def _molecule(reward):
