@@ -3,7 +3,6 @@ handled as documented. CLI cases run the real `svdd` command in a subprocess."""
 
 import gzip
 import math
-import os
 import shutil
 import signal
 import subprocess
@@ -358,11 +357,17 @@ def test_corrupt_safetensors_is_named(tmp_path):
 
 
 # 15. Ctrl-C ---------------------------------------------------------------------------------------------------------------
+def _interruptible():
+    """A child process with SIGINT at its default (a shell that starts a job in the background ignores it, and Python
+    keeps an ignored SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     out = tmp_path / "cmp"
     p = subprocess.Popen([SVDD, "compare", "--task", "toy-motif", "--methods", "svdd-pm", "--num-samples", "256",
                           "--seeds", ",".join(map(str, range(40))), "--out", str(out), "--quiet"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     deadline, runs = time.time() + 120, out / "runs"
     while time.time() < deadline and p.poll() is None and not (runs.exists() and any(runs.glob("*.pt"))):
         time.sleep(0.2)
@@ -383,12 +388,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
 
 
 def test_sample_interrupted_says_nothing_was_written(tmp_path):
-    p = subprocess.Popen([SVDD, "sample", "--task", "toy-motif", "--num-samples", "100000", "--out", str(tmp_path),
+    out = tmp_path / "run"
+    p = subprocess.Popen([SVDD, "sample", "--task", "toy-motif", "--num-samples", "100000", "--out", str(out),
                           "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    time.sleep(8)
+                         preexec_fn=_interruptible)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and not out.exists():  # the folder is made once the run starts
+        time.sleep(0.1)
+    time.sleep(1.0)
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
-    _, stderr = p.communicate(timeout=60)
+    _, stderr = p.communicate(timeout=120)
     assert p.returncode == 130 and "Traceback" not in stderr, stderr
-    assert stderr.strip() == f"svdd: interrupted: nothing was written to {tmp_path}; rerun the command to start again"
+    assert stderr.strip() == f"svdd: interrupted: nothing was written to {out}; rerun the command to start again"
+    assert list(out.iterdir()) == []
