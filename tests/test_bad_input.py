@@ -356,6 +356,18 @@ def test_corrupt_safetensors_is_named(tmp_path):
         Rollouts.load(r)
 
 
+@pytest.fixture
+def children():
+    """Child processes a test starts: killed at its end whatever happened (an ignored signal must not leave a run
+    going)."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 # 15. Ctrl-C ---------------------------------------------------------------------------------------------------------------
 def _interruptible():
     """A child process with SIGINT at its default (a shell that starts a job in the background ignores it, and Python
@@ -363,11 +375,12 @@ def _interruptible():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
+def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, children):
     out = tmp_path / "cmp"
     p = subprocess.Popen([SVDD, "compare", "--task", "toy-motif", "--methods", "svdd-pm", "--num-samples", "256",
                           "--seeds", ",".join(map(str, range(40))), "--out", str(out), "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
+    children.append(p)
     deadline, runs = time.time() + 120, out / "runs"
     while time.time() < deadline and p.poll() is None and not (runs.exists() and any(runs.glob("*.pt"))):
         time.sleep(0.2)
@@ -387,18 +400,19 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path):
     assert all(f.stat().st_mtime_ns == t for f, t in before.items())
 
 
-def test_sample_interrupted_says_nothing_was_written(tmp_path):
+def test_sample_interrupted_keeps_its_chunks(tmp_path, children):
     out = tmp_path / "run"
-    p = subprocess.Popen([SVDD, "sample", "--task", "toy-motif", "--num-samples", "100000", "--out", str(out),
-                          "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    p = subprocess.Popen([SVDD, "sample", "--task", "toy-motif", "--num-samples", "100000", "--chunk-size", "64",
+                          "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=_interruptible)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None and not out.exists():  # the folder is made once the run starts
+    children.append(p)
+    deadline, chunks = time.time() + 120, out / "chunks"
+    while time.time() < deadline and p.poll() is None and not (chunks.exists() and any(chunks.glob("*.sha256"))):
         time.sleep(0.1)
-    time.sleep(1.0)
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=120)
-    assert p.returncode == 130 and "Traceback" not in stderr, stderr
-    assert stderr.strip() == f"svdd: interrupted: nothing was written to {out}; rerun the command to start again"
-    assert list(out.iterdir()) == []
+    assert p.returncode == 130 and "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    kept = len(list(chunks.glob("*.sha256")))
+    assert f"svdd: interrupted: {kept} of 1563 chunk(s) finished and kept in {out}; resume with: svdd sample " \
+           f"--task toy-motif --num-samples 100000 --chunk-size 64 --quiet --resume {out}" == stderr.strip()

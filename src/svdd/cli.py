@@ -155,13 +155,41 @@ def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dic
     return out
 
 
+def _run_dir(args) -> Path:
+    """`sample`'s run folder: --out, or the folder of --resume (the same one when both are given)."""
+    if args.resume and args.out and Path(args.resume).resolve() != Path(args.out).resolve():
+        raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different folders; give one of them")
+    if not (args.resume or args.out):
+        raise ValueError("sample needs --out OUT (a new run) or --resume OUT (continue the run in OUT)")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
+    path = Path(args.resume or args.out)
+    from .runs import MANIFEST
+    if args.resume and not (path / MANIFEST).exists():
+        raise ValueError(f"--resume {str(path)!r}: no run to resume there (no {MANIFEST})")
+    if not args.resume and path.is_dir() and any(path.iterdir()):
+        if not args.overwrite:
+            raise ValueError(f"--out {str(path)!r} is not empty: pass --resume {path} to continue the run in it, or "
+                             "--overwrite to replace it")
+        if not (path / MANIFEST).exists():
+            raise ValueError(f"--out {str(path)!r} is not empty and holds no svdd run ({MANIFEST}): --overwrite only "
+                             "replaces a run folder; pick another --out")
+    _check_out(str(path))
+    return path
+
+
 def cmd_sample(args) -> int:
+    import dataclasses
     import json
 
     import torch
 
     from . import sample
+    from .compare import _plain
+    from .engine import Cost
     from .methods import METHODS
+    from .result import Diagnostics, SampleResult
+    from .runs import RunFolder, plan, run_chunks
     from .tasks import get_task
     task = get_task(args.task)
     if args.method not in METHODS:
@@ -172,34 +200,81 @@ def cmd_sample(args) -> int:
     if bad:
         raise ValueError(f"method {args.method!r} has no option(s) {bad}; its options: {sorted(fields)}")
     task_options = _task_options(args, task)
-    _check_out(args.out)
+    path = _run_dir(args)
     spec = task.make(**task_options)
-    res = sample(spec.model, spec.reward, args.method,
-                 num_samples=args.num_samples if args.num_samples is not None else task.num_samples,
-                 seed=args.seed, max_batch=args.max_batch, progress=_progress(args), reward_budget=args.reward_budget,
-                 precision=args.precision, auto_batch=args.auto_batch, dedupe=args.dedupe, **spec.resolve(opts))
-    out = res.save(args.out)
-    run = json.loads((out / "run.json").read_text())
-    run["task"] = spec.config
-    (out / "run.json").write_text(json.dumps(run, indent=2, default=str))
+    n = args.num_samples if args.num_samples is not None else task.num_samples
+    settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
+                "auto_batch": args.auto_batch, "dedupe": args.dedupe}
+    config = {"task": spec.config, "method": args.method, "options": _plain(opts), "num_samples": n,
+              "seed": args.seed, "chunk_size": args.chunk_size, **settings}
+    run = RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume),
+                         overwrite=args.overwrite, command=_resume_command(args, path))
+    args._run = run
+    resolved = spec.resolve(opts)
+
+    def one(chunk):
+        res = sample(spec.model, spec.reward, args.method, num_samples=chunk["stop"] - chunk["start"],
+                     seed=chunk["seed"], progress=_progress(args), **settings, **resolved)
+        with torch.no_grad():
+            ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
+        return {"samples": res.samples, "rewards": res.rewards, "eval_rewards": ev,
+                "text": spec.decode(res.samples) if spec.decode is not None else None,
+                "meta": {"cost": dataclasses.asdict(res.cost), "diagnostics": res.diagnostics.summary(),
+                         "log_z": res.log_z, "run_config": res.config}}
+
+    ran = run_chunks(run, one, progress=_progress(args))
+    merged = run.merged()
+    metas = merged["meta"]
+    cost = Cost(**{k: sum(m["cost"][k] for m in metas) for k in dataclasses.asdict(Cost()) if k != "num_samples"},
+                num_samples=n)
+    run_config = {**metas[0]["run_config"], "num_samples": n, "seed": args.seed, "chunk_size": args.chunk_size,
+                  "chunk_seeds": [c["seed"] for c in run.chunks]}
+    res = SampleResult(samples=merged["samples"], rewards=merged["rewards"], diagnostics=Diagnostics(), cost=cost,
+                       config=run_config)
+    out = res.save(path)
+    summary = res.summary()
+    diags = [m["diagnostics"] for m in metas]
+    summary["diagnostics"] = {"steps": diags[0]["steps"],
+                              **{k: sum(d[k] for d in diags) for k in ("resampling_events", "failed_candidates",
+                                                                        "all_candidates_failed")},
+                              "min_ess": min((d["min_ess"] for d in diags if d["min_ess"] is not None), default=None)}
+    summary["log_z_per_chunk"] = [m["log_z"] for m in metas] if any(m["log_z"] is not None for m in metas) else None
+    (out / "run.json").write_text(json.dumps({"config": run_config, "summary": summary, "task": spec.config,
+                                              "chunks": len(metas)}, indent=2, default=str))
     if spec.write_samples is not None:
         rewards = {spec.reward.name: res.rewards}
-        if spec.eval_reward is not None:
-            with torch.no_grad():
-                rewards[spec.eval_reward.name] = spec.eval_reward(res.samples)
+        if merged["eval_rewards"] is not None:
+            rewards[spec.eval_reward.name] = merged["eval_rewards"]
         spec.write_samples(out, res.samples, rewards)
-    if spec.decode is not None:
+    if merged["text"] is not None:
         with open(out / "samples.txt", "w") as f:
-            for s, r in zip(spec.decode(res.samples), res.rewards.tolist()):
+            for s, r in zip(merged["text"], res.rewards.tolist()):
                 f.write(f"{s}\t{r:.6g}\n")
-    s = res.summary()
-    c = s["cost_per_sample"]
-    print(f"{args.method} on {task.name}: {s['num_samples']} samples, reward median {s['reward_median']:.4f}, "
-          f"p90 {s['reward_p90']:.4f}; per sample: {c['network_evals']:.1f} network evals, "
-          f"{c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} reward calls, of which {c['stored_hits']:.1f} were "
-          f"answered by earlier runs; {c['cache_hits']:.1f} repeats answered by the cache; {c['reward_seconds']:.3g} s "
-          f"in the reward); written to {out}")
+    c = summary["cost_per_sample"]
+    resumed = f" ({len(metas) - ran} of {len(metas)} chunks from the earlier run)" if ran < len(metas) else ""
+    print(f"{args.method} on {task.name}: {summary['num_samples']} samples{resumed}, reward median "
+          f"{summary['reward_median']:.4f}, p90 {summary['reward_p90']:.4f}; per sample: {c['network_evals']:.1f} network "
+          f"evals, {c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} reward calls, of which "
+          f"{c['stored_hits']:.1f} were answered by earlier runs; {c['cache_hits']:.1f} repeats answered by the cache; "
+          f"{c['reward_seconds']:.3g} s in the reward); written to {out}")
     return 0
+
+
+def _resume_command(args, path: Path) -> str:
+    """The command that resumes this run: the same arguments, with --resume in place of --out / --overwrite."""
+    import shlex
+    argv, out, skip = list(getattr(args, "_argv", None) or sys.argv[1:]), [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a in ("--out", "--resume"):
+            skip = True
+            continue
+        if a == "--overwrite" or a.startswith(("--out=", "--resume=")):
+            continue
+        out.append(a)
+    return "svdd " + shlex.join(out + ["--resume", str(path)])
 
 
 def cmd_compare(args) -> int:
@@ -275,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("tasks", help="list registered tasks").set_defaults(func=cmd_tasks)
 
-    def common(sp):
+    def common(sp, out_required=True):
         sp.add_argument("--task", required=True, help="task name (see `svdd tasks`)")
         sp.add_argument("--num-samples", type=_positive, default=None, help="samples per method (default: the task's)")
         sp.add_argument("--max-batch", type=_positive, default=None,
@@ -291,14 +366,20 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="any other task option, repeatable")
         sp.add_argument("--reward-budget", type=_budget, default=None, metavar="CALLS",
                         help="most real reward calls per sample that guidance may spend (expensive rewards)")
-        sp.add_argument("--out", required=True, help="output folder")
+        sp.add_argument("--out", required=out_required, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     s = sub.add_parser("sample", help="run one method on one task", description="Run one method on one task. "
                        "Method options rule: --M, --alpha and --set are options of --method; one it does not have "
                        "is an error naming it.")
-    common(s)
+    common(s, out_required=False)
     s.add_argument("--method", default="svdd", help="pretrained, best-of-n, svdd, smc, svdd-r, dps")
+    s.add_argument("--chunk-size", type=_positive, default=256,
+                   help="samples per chunk (default 256): each finished chunk is written to OUT/chunks at once, so an "
+                        "interrupted run resumes from it; chunk k > 0 draws from a seed derived from (seed, k)")
+    s.add_argument("--resume", metavar="OUT", default=None,
+                   help="continue the run in OUT (same options): finished chunks are checked and kept, the rest run")
+    s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
@@ -333,16 +414,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _interrupted(args) -> str:
     """One line on what an interrupted command kept and how to go on."""
+    run = getattr(args, "_run", None)
+    if args.command == "sample" and run is not None:
+        done = len(run.finished())
+        return (f"interrupted: {done} of {len(run.chunks)} chunk(s) finished and kept in {run.path}; resume with: "
+                f"{run.manifest.get('command') or 'the same command with --resume ' + str(run.path)}")
     if args.command == "compare":
         done = sorted((Path(args.out) / "runs").glob("*.pt")) if Path(args.out, "runs").is_dir() else []
         return (f"interrupted: {len(done)} finished (method, seed) run(s) are kept in {Path(args.out) / 'runs'}; "
                 "rerun the same command to resume from them")
-    return f"interrupted: nothing was written to {args.out}; rerun the command to start again"
+    return f"interrupted: nothing was written to {args.out or args.resume}; rerun the command to start again"
+
+
+_TERMINATED: list[bool] = []
+
+
+def _terminate(signum, frame):
+    _TERMINATED.append(True)
+    raise KeyboardInterrupt  # SIGTERM ends a run the way Ctrl-C does: what finished is kept, one line says so
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     from .errors import RunError
     args = build_parser().parse_args(argv)
+    args._argv = list(argv) if argv is not None else sys.argv[1:]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # bad input; anything else is a bug and keeps its traceback
@@ -353,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"svdd: {_interrupted(args)}", file=sys.stderr)
-        return 130
+        return 143 if _TERMINATED else 130  # the shells' 128 + signal number
     except BrokenPipeError:  # e.g. `svdd tasks | head`
         sys.stderr.close()
         return 0

@@ -1,0 +1,125 @@
+"""Run folders: chunks with derived seeds, atomic chunk files checked by hash, resume equal to an uninterrupted run."""
+
+import json
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import svdd
+from svdd.runs import RunFolder, chunk_seed, plan
+from svdd.tasks.toy import build_toy_motif
+
+SVDD = shutil.which("svdd") or str(Path(sys.executable).parent / "svdd")
+
+
+@pytest.fixture
+def children():
+    """Child processes a test starts: killed at its end whatever happened (an ignored signal must not leave a run
+    going)."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def cli(*args, cwd=None):
+    p = subprocess.run([SVDD, *map(str, args), "--quiet"], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return p.returncode, p.stdout, p.stderr
+
+
+def sample_args(out, *extra, n=600):
+    return ["sample", "--task", "toy-motif", "--num-samples", n, "--chunk-size", 256, *extra, "--out", out]
+
+
+def test_chunk_seeds_and_plan():
+    assert chunk_seed(7, 0) == 7 and chunk_seed(7, 1) != chunk_seed(7, 2) != chunk_seed(8, 2)
+    assert all(0 <= chunk_seed(s, k) < 2 ** 62 for s in (0, 2 ** 62 - 1) for k in (1, 99))
+    p = plan(600, 256, 3)
+    assert [(c["start"], c["stop"]) for c in p] == [(0, 256), (256, 512), (512, 600)]
+    with pytest.raises(ValueError, match="chunk_size must be an int >= 1, got 0"):
+        plan(10, 0, 0)
+
+
+def test_one_chunk_equals_svdd_sample(tmp_path):
+    rc, _, err = cli("sample", "--task", "toy-motif", "--num-samples", 64, "--seed", 3, "--out", tmp_path / "r")
+    assert rc == 0, err
+    model, reward, _ = build_toy_motif()
+    want = svdd.sample(model, reward, "svdd", num_samples=64, seed=3)
+    got = torch.load(tmp_path / "r" / "samples.pt", weights_only=True)
+    assert torch.equal(got["samples"], want.samples) and torch.equal(got["rewards"], want.rewards)
+
+
+def test_resume_redoes_missing_and_damaged_chunks_only(tmp_path):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    assert cli(*sample_args(ref))[0] == 0
+    assert cli(*sample_args(run))[0] == 0
+    files = sorted((run / "chunks").glob("*.parquet"))
+    assert len(files) == 3 and json.loads((run / "manifest.json").read_text())["chunks"][1]["seed"] == chunk_seed(0, 1)
+    keep = files[0].stat().st_mtime_ns
+    files[1].unlink()  # a chunk never written
+    files[2].write_bytes(files[2].read_bytes()[:100])  # a torn chunk: its hash no longer matches
+    for f in ("samples.txt", "samples.pt", "run.json"):
+        (run / f).unlink()
+    rc, out, err = cli("sample", "--task", "toy-motif", "--num-samples", 600, "--chunk-size", 256, "--resume", run)
+    assert rc == 0, err
+    assert "(1 of 3 chunks from the earlier run)" in out
+    assert files[0].stat().st_mtime_ns == keep  # the good chunk was kept, not recomputed
+    assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
+    a, b = (torch.load(d / "samples.pt", weights_only=True) for d in (ref, run))
+    assert torch.equal(a["samples"], b["samples"]) and torch.equal(a["rewards"], b["rewards"])
+    cfg = json.loads((run / "run.json").read_text())
+    assert cfg["summary"]["num_samples"] == 600 and cfg["chunks"] == 3
+
+
+def test_folder_rules(tmp_path):
+    run = tmp_path / "run"
+    assert cli(*sample_args(run, n=40))[0] == 0
+    rc, _, err = cli(*sample_args(run, n=40))
+    assert rc == 2 and f"--out '{run}' is not empty: pass --resume {run} to continue the run in it, or --overwrite" in err
+    rc, _, err = cli("sample", "--task", "toy-motif", "--num-samples", 40, "--chunk-size", 256, "--seed", 5, "--M", 4,
+                     "--resume", run)
+    assert rc == 2 and "holds a run with another config: options.M, seed differ(s) (the run: options.M='<absent>', " \
+                       "seed=0; now: options.M=4, seed=5)" in err, err
+    rc, _, err = cli(*sample_args(run, "--overwrite", "--seed", 1, n=40))
+    assert rc == 0, err
+    assert json.loads((run / "manifest.json").read_text())["config"]["seed"] == 1
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    rc, _, err = cli(*sample_args(other, "--overwrite", n=40))
+    assert rc == 2 and "holds no svdd run (manifest.json): --overwrite only replaces a run folder" in err
+    assert (other / "notes.txt").read_text() == "mine"
+    rc, _, err = cli("sample", "--task", "toy-motif", "--resume", tmp_path / "nothing")
+    assert rc == 2 and "no run to resume there" in err
+
+
+def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, children):
+    ref, run = tmp_path / "ref", tmp_path / "run"
+    args = ["sample", "--task", "toy-motif", "--num-samples", "1200", "--chunk-size", "100"]
+    assert cli(*args, "--out", ref)[0] == 0
+    p = subprocess.Popen([SVDD, *args, "--out", str(run), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    children.append(p)
+    deadline = time.time() + 120
+    while time.time() < deadline and p.poll() is None and len(list((run / "chunks").glob("*.sha256"))
+                                                             if (run / "chunks").exists() else []) < 2:
+        time.sleep(0.1)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGTERM)
+    _, stderr = p.communicate(timeout=120)
+    assert p.returncode == 143 and "Traceback" not in stderr, stderr
+    command = re.search(r"resume with: (svdd .*)$", stderr.strip()).group(1)
+    assert command.endswith(f"--resume {run}")
+    rc, _, err = cli(*shlex.split(command)[1:])
+    assert rc == 0, err
+    assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
