@@ -61,8 +61,15 @@ def test_the_cli_block_lists_every_command_kind():
     assert {"tasks", "sample", "compare"} <= kinds and len(cli_commands()) >= 8
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """One folder for the whole block, run in order: a later line may use an earlier one's output (--resume)."""
+    return tmp_path_factory.mktemp("readme-cli")
+
+
 @pytest.mark.parametrize("cmd", _params())
-def test_cli_example_runs(cmd, tmp_path):
+def test_cli_example_runs(cmd, workdir):
+    tmp_path = workdir
     args = shlex.split(cmd)[1:]
     task = re.search(r"--task (\S+)", cmd)
     extra = shlex.split(SMALL.get(task.group(1), "")) if task else []
