@@ -182,14 +182,10 @@ def cmd_sample(args) -> int:
     import dataclasses
     import json
 
-    import torch
-
-    from . import sample
-    from .compare import _plain
     from .engine import Cost
     from .methods import METHODS
     from .result import Diagnostics, SampleResult
-    from .runs import RunFolder, plan, run_chunks
+    from .runs import RunFolder, SampleJob, plan, run_chunks
     from .tasks import get_task
     task = get_task(args.task)
     if args.method not in METHODS:
@@ -200,29 +196,37 @@ def cmd_sample(args) -> int:
     if bad:
         raise ValueError(f"method {args.method!r} has no option(s) {bad}; its options: {sorted(fields)}")
     task_options = _task_options(args, task)
-    path = _run_dir(args)
-    spec = task.make(**task_options)
-    n = args.num_samples if args.num_samples is not None else task.num_samples
+    from .distributed import run_ray, run_torchrun, torchrun_world
+    world = torchrun_world()
+    if world is not None and args.engine == "ray":
+        raise ValueError("--engine ray under torchrun: use one of them")
+    if world is not None and "device" in task_options and str(task_options["device"]) == "cuda":
+        task_options["device"] = f"cuda:{world[2]}"  # one GPU per rank
+    path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
     settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
                 "auto_batch": args.auto_batch, "dedupe": args.dedupe}
-    config = {"task": spec.config, "method": args.method, "options": _plain(opts), "num_samples": n,
-              "seed": args.seed, "chunk_size": args.chunk_size, **settings}
-    run = RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume),
-                         overwrite=args.overwrite, command=_resume_command(args, path))
+    job = SampleJob(task.name, task_options, args.method, opts, settings, progress=_progress(args) and world is None)
+    spec = job.spec
+    n = args.num_samples if args.num_samples is not None else task.num_samples
+    config = job.config(n, args.seed, args.chunk_size)
+    if world is not None and "device" in config["task"].get("options", {}):
+        config["task"] = {**config["task"], "options": {**config["task"]["options"], "device": "per rank"}}
+
+    def open_run(join: bool) -> RunFolder:
+        return RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume) or join,
+                              overwrite=args.overwrite and not join, command=_resume_command(args, path))
+
+    if world is not None:
+        run = run_torchrun(open_run, job, progress=_progress(args))
+        if run is None:  # not rank 0: rank 0 merges and reports
+            return 0
+        ran = len(run.chunks)
+    else:
+        run = open_run(False)
     args._run = run
-    resolved = spec.resolve(opts)
-
-    def one(chunk):
-        res = sample(spec.model, spec.reward, args.method, num_samples=chunk["stop"] - chunk["start"],
-                     seed=chunk["seed"], progress=_progress(args), **settings, **resolved)
-        with torch.no_grad():
-            ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
-        return {"samples": res.samples, "rewards": res.rewards, "eval_rewards": ev,
-                "text": spec.decode(res.samples) if spec.decode is not None else None,
-                "meta": {"cost": dataclasses.asdict(res.cost), "diagnostics": res.diagnostics.summary(),
-                         "log_z": res.log_z, "run_config": res.config}}
-
-    ran = run_chunks(run, one, progress=_progress(args))
+    if world is None:
+        ran = run_ray(run, job, workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
+                      progress=_progress(args)) if args.engine == "ray" else run_chunks(run, job, _progress(args))
     merged = run.merged()
     metas = merged["meta"]
     cost = Cost(**{k: sum(m["cost"][k] for m in metas) for k in dataclasses.asdict(Cost()) if k != "num_samples"},
@@ -380,6 +384,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", metavar="OUT", default=None,
                    help="continue the run in OUT (same options): finished chunks are checked and kept, the rest run")
     s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    s.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where chunks run: this process (default; under torchrun, this rank's share) or Ray actors")
+    s.add_argument("--workers", type=_positive, default=2, help="Ray actors (--engine ray)")
+    s.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--engine ray; default: local)")
+    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (--engine ray)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")

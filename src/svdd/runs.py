@@ -223,3 +223,45 @@ def run_chunks(run: RunFolder, one: Callable[[dict[str, int]], dict[str, Any]], 
         bar.update()
     bar.close()
     return len(todo)
+
+
+class SampleJob:
+    """What one chunk of a `svdd sample` run needs, as plain data (task name and options, method and options, engine
+    settings): a worker process or a Ray actor builds the task once and then runs any chunk of the run."""
+
+    def __init__(self, task: str, task_options: dict[str, Any], method: str, options: dict[str, Any],
+                 settings: dict[str, Any], progress: bool = False):
+        self.task, self.task_options, self.method = task, dict(task_options), method
+        self.options, self.settings, self.progress = dict(options), dict(settings), progress
+        self._spec = None
+
+    @property
+    def spec(self):
+        if self._spec is None:
+            from .tasks import get_task
+            self._spec = get_task(self.task).make(**self.task_options)
+        return self._spec
+
+    def config(self, num_samples: int, seed: int, chunk_size: int) -> dict[str, Any]:
+        """The run's config: what its chunks depend on (the task's weight hashes included)."""
+        from .compare import _plain
+        return {"task": self.spec.config, "method": self.method, "options": _plain(self.options),
+                "num_samples": num_samples, "seed": seed, "chunk_size": chunk_size, **self.settings}
+
+    def __call__(self, chunk: dict[str, int]) -> dict[str, Any]:
+        """Run one chunk: the `RunFolder.write_chunk` keyword arguments."""
+        import dataclasses
+
+        from .api import sample
+        spec = self.spec
+        res = sample(spec.model, spec.reward, self.method, num_samples=chunk["stop"] - chunk["start"],
+                     seed=chunk["seed"], progress=self.progress, **self.settings, **spec.resolve(self.options))
+        with torch.no_grad():
+            ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
+        return {"samples": res.samples, "rewards": res.rewards, "eval_rewards": ev,
+                "text": spec.decode(res.samples) if spec.decode is not None else None,
+                "meta": {"cost": dataclasses.asdict(res.cost), "diagnostics": res.diagnostics.summary(),
+                         "log_z": res.log_z, "run_config": res.config}}
+
+    def __getstate__(self):  # ship the description, not the built task: each worker builds its own once
+        return {**self.__dict__, "_spec": None}
