@@ -125,6 +125,8 @@ def test_exact_ties_survive_last_bit_noise():
                       [-math.inf, -math.inf, -math.inf]], dtype=torch.float64)
     assert select(v, 0.0, None).tolist() == [0, 2, 0, 0]  # near-ties keep the first; a clear best wins
     assert select(torch.tensor([[1.0, 1.0 + 1e-5]]), 0.0, None).tolist() == [1]  # beyond the tolerance: the best
+    # a penalty value elsewhere in the row does not widen the tolerance for the others
+    assert select(torch.tensor([[-1e4, 1.0, 1.0 + 1e-5, 0.5]], dtype=torch.float64), 0.0, None).tolist() == [2]
 
 
 # 7. output folder and every method's options are checked before any work --------------------------------------------
@@ -164,7 +166,7 @@ def test_minus_inf_is_a_counted_failure():
 
 
 def test_plus_inf_reward_is_an_error():
-    with pytest.raises(ValueError, match=r"returned \+inf for 2 of 8 samples; rewards must be finite"):
+    with pytest.raises(RunError, match=r"returned \+inf for 2 of 8 samples; rewards must be finite"):
         svdd.sample(gauss(), lambda x: torch.cat([torch.full((2,), math.inf), x[2:, 0]]), "svdd", num_samples=4, M=2)
 
 

@@ -45,7 +45,8 @@ def test_chunk_seeds_and_plan():
     assert chunk_seed(7, 0) == 7 and chunk_seed(7, 1) != chunk_seed(7, 2) != chunk_seed(8, 2)
     assert all(0 <= chunk_seed(s, k) < 2 ** 62 for s in (0, 2 ** 62 - 1) for k in (1, 99))
     p = plan(600, 256, 3)
-    assert [(c["start"], c["stop"]) for c in p] == [(0, 256), (256, 512), (512, 600)]
+    assert [(c["start"], c["stop"]) for c in p] == [(0, 200), (200, 400), (400, 600)]  # nearly equal, none tiny
+    assert [c["stop"] - c["start"] for c in plan(257, 256, 0)] == [128, 129]
     with pytest.raises(ValueError, match="chunk_size must be an int >= 1, got 0"):
         plan(10, 0, 0)
 
@@ -79,6 +80,12 @@ def test_resume_redoes_missing_and_damaged_chunks_only(tmp_path):
     assert torch.equal(a["samples"], b["samples"]) and torch.equal(a["rewards"], b["rewards"])
     cfg = json.loads((run / "run.json").read_text())
     assert cfg["summary"]["num_samples"] == 600 and cfg["chunks"] == 3
+
+
+def test_a_bad_option_writes_nothing(tmp_path):
+    rc, _, err = cli("sample", "--task", "toy-motif", "--M", 0, "--out", tmp_path / "run")
+    assert rc == 2 and "M must be an int >= 1, got 0" in err
+    assert not (tmp_path / "run" / "manifest.json").exists()
 
 
 def test_folder_rules(tmp_path):

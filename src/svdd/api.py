@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 from typing import Any
 
@@ -55,8 +56,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
-    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2 ** 62:
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or not 0 <= seed < 2 ** 62:
         raise ValueError(f"seed must be an int in [0, 2**62), got {seed!r}")
+    seed = int(seed)
     if reward_budget is not None and (isinstance(reward_budget, bool) or not isinstance(reward_budget, (int, float))
                                       or not reward_budget >= 0):
         raise ValueError(f"reward_budget must be a number >= 0 (real reward calls per sample) or None, got {reward_budget!r}")

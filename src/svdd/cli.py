@@ -200,8 +200,12 @@ def cmd_sample(args) -> int:
     world = torchrun_world()
     if world is not None and args.engine == "ray":
         raise ValueError("--engine ray under torchrun: use one of them")
-    if world is not None and "device" in task_options and str(task_options["device"]) == "cuda":
-        task_options["device"] = f"cuda:{world[2]}"  # one GPU per rank
+    asked_device = task_options.get("device")
+    if world is not None and str(asked_device).startswith("cuda"):
+        task_options["device"] = f"cuda:{world[2]}"  # one GPU per rank (torchrun's LOCAL_RANK)
+    if args.engine == "ray" and str(asked_device).startswith("cuda") and not args.gpus_per_worker:
+        raise ValueError("--engine ray with --device cuda needs --gpus-per-worker (e.g. 1): Ray hides the GPUs "
+                         "from workers that reserve none")
     path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
     settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
                 "auto_batch": args.auto_batch, "dedupe": args.dedupe}
@@ -209,12 +213,16 @@ def cmd_sample(args) -> int:
     spec = job.spec
     n = args.num_samples if args.num_samples is not None else task.num_samples
     config = job.config(n, args.seed, args.chunk_size)
-    if world is not None and "device" in config["task"].get("options", {}):
-        config["task"] = {**config["task"], "options": {**config["task"]["options"], "device": "per rank"}}
+    if asked_device is not None:  # as asked, not per rank: a run resumes under any engine
+        config["task"] = {**config["task"], "options": {**config["task"].get("options", {}), "device": asked_device}}
+    from .methods import get_method
+    method = get_method(args.method, **spec.resolve(opts))  # bad options fail here, before the folder is written
+    method.check(spec.model, spec.reward)
 
     def open_run(join: bool) -> RunFolder:
-        return RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume) or join,
-                              overwrite=args.overwrite and not join, command=_resume_command(args, path))
+        args._run = RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume) or join,
+                                   overwrite=args.overwrite and not join, command=_resume_command(args, path))
+        return args._run
 
     if world is not None:
         run = run_torchrun(open_run, job, progress=_progress(args))

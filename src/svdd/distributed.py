@@ -20,9 +20,11 @@ from .runs import RunFolder, SampleJob
 
 
 def torchrun_world() -> tuple[int, int, int] | None:
-    """(rank, world size, local rank) when started by torchrun with more than one process, else None."""
+    """(rank, world size, local rank) when started by torchrun with more than one process, else None. Only torchrun's
+    own variables count (TORCHELASTIC_RUN_ID with RANK and WORLD_SIZE): a WORLD_SIZE left by another launcher is not
+    a process group to join."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
+    if world <= 1 or "TORCHELASTIC_RUN_ID" not in os.environ or "RANK" not in os.environ:
         return None
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
@@ -30,10 +32,12 @@ def torchrun_world() -> tuple[int, int, int] | None:
 def run_torchrun(open_run, job: SampleJob, progress: bool) -> RunFolder | None:
     """Run this rank's share of the chunks. ``open_run(resume_only)`` opens the run folder (rank 0 first, as asked;
     the others then join the run it opened). Returns the folder on rank 0 after every rank finished, else None."""
+    from datetime import timedelta
+
     import torch.distributed as dist
     from tqdm.auto import tqdm
     rank, world, _ = torchrun_world()
-    dist.init_process_group("gloo")
+    dist.init_process_group("gloo", timeout=timedelta(days=7))  # ranks with fewer chunks wait at the barrier
     try:
         run, failure = None, None
         if rank == 0:
@@ -84,22 +88,36 @@ def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | 
     from tqdm.auto import tqdm
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    have = ray.cluster_resources()
+    for name, each in (("CPU", 1.0), ("GPU", gpus_per_worker)):
+        if each and workers * each > have.get(name, 0.0):
+            raise ValueError(f"--workers {workers} needs {workers * each:g} {name}s, but the Ray cluster has "
+                             f"{have.get(name, 0.0):g}: use fewer workers (the extra ones would never start)")
     actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(_ChunkWorker)
     todo = [c for c in run.chunks if not run.done(c["chunk"])]
-    pool = [actor.remote(job, str(run.path), run.manifest) for _ in range(min(workers, max(len(todo), 1)))]
+    pool = [actor.remote(job, str(run.path.resolve()), run.manifest) for _ in range(min(workers, max(len(todo), 1)))]
     bar = tqdm(total=len(run.chunks), initial=len(run.chunks) - len(todo), desc="chunks (ray)", disable=not progress)
     pending, queue = {}, list(todo)
-    for a in pool:
-        if queue:
-            pending[a.run_chunk.remote(queue.pop(0))] = a
-    while pending:
-        (ref,), _ = ray.wait(list(pending), num_returns=1)
-        a = pending.pop(ref)
-        ray.get(ref)  # a worker's error stops the run here (finished chunks stay in the folder)
-        bar.update()
-        if queue:
-            pending[a.run_chunk.remote(queue.pop(0))] = a
-    bar.close()
-    for a in pool:
-        ray.kill(a)
+    try:
+        for a in pool:
+            if queue:
+                pending[a.run_chunk.remote(queue.pop(0))] = a
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            a = pending.pop(ref)
+            try:
+                ray.get(ref)  # a worker's error stops the run here (finished chunks stay in the folder)
+            except ray.exceptions.RayTaskError as exc:  # the worker's own exception (e.g. a RunError naming the reward)
+                raise exc.as_instanceof_cause() from None
+            except ray.exceptions.RayActorError as exc:
+                from .errors import RunError
+                raise RunError(f"a Ray worker died ({exc.__class__.__name__}: out of memory, or a crash in native "
+                               "code?); finished chunks are kept: resume the run") from None
+            bar.update()
+            if queue:
+                pending[a.run_chunk.remote(queue.pop(0))] = a
+    finally:
+        bar.close()
+        for a in pool:
+            ray.kill(a)
     return len(todo)

@@ -385,24 +385,24 @@ class Engine:
                 except Exception as exc_j:
                     self._reward_failed(exc_j)
                     continue
-                out[j] = self._checked(raw_j, 1)[0]
+                out[j] = self._checked(raw_j, 1, x.device)[0]
             if not self.failures._any_success:
                 raise RunError(f"reward {self.reward.name!r} raised for every one of {n} samples of its first batch: "
                                f"{self.failures.first_error}") from exc
             return out
-        out = self._checked(raw, n)
-        if not self.failures._any_success:
+        out = self._checked(raw, n, x.device)
+        if not self.failures._any_success and n >= 2:  # one row failing (e.g. SMC's level 0) may be bad luck
             raise RunError(f"reward {self.reward.name!r} returned NaN or −inf for every one of {n} samples of its first "
                            "batch: no sample can be scored (a reward marks a failed sample with NaN)")
         return out
 
-    def _checked(self, raw: Any, n: int) -> Tensor:
+    def _checked(self, raw: Any, n: int, device: torch.device) -> Tensor:
         """A reward call's output as float64 on the rows' device: shape and dtype checked, +inf refused, −inf read as
         a failure (NaN)."""
         name = self.reward.name
-        out = check_output(raw, n, name).double()
+        out = check_output(raw, n, name).double().to(device)
         if bool((out == torch.inf).any()):
-            raise ValueError(f"reward {name!r} returned +inf for {int((out == torch.inf).sum())} of {n} samples; "
+            raise RunError(f"reward {name!r} returned +inf for {int((out == torch.inf).sum())} of {n} samples; "
                              "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
         out = torch.where(out == -torch.inf, torch.full_like(out, torch.nan), out)
         if bool(torch.isnan(out).all()):
@@ -440,14 +440,19 @@ def _label(obj: Any) -> str:
 
 
 def _network_name(model: Any) -> str:
-    net = getattr(model, "network", None)
-    return f"network {_label(net)} of {type(model).__name__}" if net is not None else f"model {type(model).__name__}"
+    import inspect
+    net = getattr(model, "unet", None) or getattr(model, "network", None)
+    if net is None or inspect.ismethod(net):
+        return f"model {type(model).__name__}"
+    return f"network {_label(net)} of {type(model).__name__}"
 
 
 def _check_finite(out: Tensor, what: str, i: int | None, neg_inf_ok: bool = False, nan_ok: bool = False) -> None:
     """Raise a `RunError` naming ``what`` and the step when ``out`` holds NaN or +inf (or −inf unless ``neg_inf_ok``):
     a sampler cannot continue from them, and a selection among them would be silently arbitrary."""
-    if not out.is_floating_point():
+    if not out.is_floating_point() or out.numel() == 0:
+        return
+    if not neg_inf_ok and not nan_ok and bool(torch.isfinite(out.sum())):  # one reduction in the common case
         return
     bad = out == torch.inf
     if not nan_ok:

@@ -17,26 +17,26 @@ def _gumbel(shape, generator, device) -> Tensor:
     return -torch.log(-torch.log(u.clamp_min(1e-300)))
 
 
-#: values within TIE_RTOL times the row's largest finite magnitude of its best count as ties at alpha = 0 (the first
-#: is kept): rewards computed in float32 differ in the last bits with the batch they were computed in (relative to
-#: the size of their terms, hence the row's scale rather than the best value, which may be near 0), and must not
-#: decide a tie
+#: values within TIE_RTOL of the best count as ties at alpha = 0 (the first is kept), relative to the larger of the
+#: two magnitudes and of the row's median |value| (a best value near 0 carries the rounding of its terms; the median,
+#: unlike the row's maximum, ignores an outlier such as a penalty value): rewards computed in float32 differ in the
+#: last bits with the batch they were computed in, and must not decide a tie
 TIE_RTOL = 1e-6
 
 
 def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
     """Index of the kept candidate in each row of ``values`` (N, M). NaN counts as −inf.
 
-    alpha = 0: argmax; the first of the candidates within ``TIE_RTOL`` times the row's largest finite |value| of the
-    best on ties -- so that last-bit noise of a float32 reward (which depends on the batch it was computed in)
-    cannot break a tie.
+    alpha = 0: argmax; the first of the candidates within ``TIE_RTOL`` (relative) of the best on ties -- so that
+    last-bit noise of a float32 reward (which depends on the batch it was computed in) cannot break a tie.
     alpha > 0: a draw with probability softmax(values / alpha), done as Gumbel-max in log space (no overflow at
     small alpha). Rows whose values are all −inf keep candidate 0.
     """
     v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
         best = v.max(dim=1, keepdim=True).values
-        scale = torch.where(torch.isfinite(v), v.abs(), torch.zeros_like(v)).max(dim=1, keepdim=True).values
+        typical = torch.where(torch.isfinite(v), v.abs(), torch.full_like(v, torch.nan)).nanmedian(dim=1, keepdim=True).values
+        scale = torch.maximum(torch.maximum(best.abs(), v.abs()), torch.nan_to_num(typical, nan=0.0))
         tied = v >= best - TIE_RTOL * scale
         return tied.to(torch.uint8).argmax(dim=1)  # the first tied candidate (rows of −inf: candidate 0)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)

@@ -41,10 +41,13 @@ def chunk_seed(seed: int, k: int) -> int:
 
 
 def plan(num_samples: int, chunk_size: int, seed: int) -> list[dict[str, int]]:
+    """ceil(num_samples / chunk_size) chunks of nearly equal size (at most ``chunk_size``; no tiny last chunk, which
+    would be a one-particle SMC group)."""
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-    return [{"chunk": k, "start": a, "stop": min(a + chunk_size, num_samples), "seed": chunk_seed(seed, k)}
-            for k, a in enumerate(range(0, num_samples, chunk_size))]
+    k = -(-num_samples // chunk_size)
+    cuts = [num_samples * j // k for j in range(k + 1)]
+    return [{"chunk": j, "start": cuts[j], "stop": cuts[j + 1], "seed": chunk_seed(seed, j)} for j in range(k)]
 
 
 def config_hash(config: dict[str, Any]) -> str:
@@ -53,7 +56,8 @@ def config_hash(config: dict[str, Any]) -> str:
 
 def atomic_write(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file: flushed, fsync'ed, renamed, and the folder fsync'ed."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    import uuid
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across processes and hosts
     with open(tmp, "wb") as f:
         f.write(data)
         f.flush()
@@ -195,6 +199,9 @@ class RunFolder:
 
     def merged(self) -> dict[str, Any]:
         """Every chunk, in sample order: samples, rewards, eval rewards and text concatenated; per-chunk metadata."""
+        missing = [c["chunk"] for c in self.chunks if not self.done(c["chunk"])]
+        if missing:
+            raise ValueError(f"{self.path}: chunk(s) {missing[:10]} are missing or damaged; resume the run to redo them")
         parts = [self.read_chunk(c["chunk"]) for c in self.chunks]
         cat = {"samples": torch.cat([p["samples"] for p in parts]), "rewards": torch.cat([p["rewards"] for p in parts]),
                "meta": [p["meta"] for p in parts]}

@@ -107,12 +107,12 @@ class FunctionValue(ValueEstimator):
 
 def _one_per_row(out: Any, n: int, label: str) -> Tensor:
     """A value net's output as one value per state: shape (n,) or (n, 1), else an error naming the net."""
-    if not isinstance(out, torch.Tensor) or not out.is_floating_point():
+    if not isinstance(out, torch.Tensor) or out.dtype == torch.bool or out.is_complex():
         raise TypeError(f"value net {label} returned {type(out).__name__}"
                         f"{f' of dtype {out.dtype}' if isinstance(out, torch.Tensor) else ''}; expected a float tensor")
     if tuple(out.shape) not in ((n,), (n, 1)):
         raise ValueError(f"value net {label} returned shape {tuple(out.shape)} for {n} states; expected ({n},) or ({n}, 1)")
-    return out.reshape(n)
+    return out.reshape(n) if out.is_floating_point() else out.reshape(n).double()
 
 
 def as_value(obj: Any) -> ValueEstimator:
