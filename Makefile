@@ -35,11 +35,13 @@ test-slow: install
 	$(PY) -m pytest -q -m slow; rc=$$?; if [ $$rc -eq 5 ]; then echo "no slow tests"; exit 0; fi; exit $$rc
 
 demo: install
-	$(VENV)/bin/svdd compare --task dna-enhancer --quick --out results/demo
+	$(VENV)/bin/svdd compare --task dna-enhancer --quick --resume results/demo
 
+# results targets resume their comparison (finished runs are reused); after retraining a network the settings differ:
+# start again with `svdd compare ... --overwrite` (rewards cached on disk, e.g. docking, are still reused)
 # the committed DNA results (about 45 minutes on 2 CPU cores; the full default of 256 samples takes about 4x)
 results-dna: install
-	$(VENV)/bin/svdd compare --task dna-enhancer --seeds 0,1,2 --num-samples 64 --out results/dna-enhancer
+	$(VENV)/bin/svdd compare --task dna-enhancer --seeds 0,1,2 --num-samples 64 --resume results/dna-enhancer
 	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20,40 --out results/dna-enhancer/frontier
 
 # retrain the shipped DNA networks from scratch (about an hour on 2 CPU cores)
@@ -54,7 +56,7 @@ DEVICE ?= cpu
 FASHION_N ?= 64
 results-fashion: install data-fashion
 	for t in compress class; do \
-	  $(VENV)/bin/svdd compare --task fashion-$$t --seeds 0,1,2 --num-samples $(FASHION_N) --device $(DEVICE) --out results/fashion-$$t && \
+	  $(VENV)/bin/svdd compare --task fashion-$$t --seeds 0,1,2 --num-samples $(FASHION_N) --device $(DEVICE) --resume results/fashion-$$t && \
 	  $(VENV)/bin/svdd frontier --task fashion-$$t --num-samples $(FASHION_N) --Ms 1,2,5,10,20,40 --device $(DEVICE) --out results/fashion-$$t/frontier || exit 1; \
 	done
 
@@ -99,9 +101,9 @@ results-molecules: install
 	$(PY) benchmarks/molecule_docking.py throughput --molecules 16
 	$(VENV)/bin/svdd compare --task molecule-docking-parp1 --seeds 0,1,2 --num-samples 8 \
 	  --task-option cache=$(DOCKING_CACHE) --methods pretrained,best-of-n,dps,smc,svdd-mc,svdd-pm \
-	  --out results/molecule-docking-parp1
+	  --resume results/molecule-docking-parp1
 	$(PY) benchmarks/molecule_docking.py frontier --num-samples 8 --cache $(DOCKING_CACHE) --bon 2 5 10 20 --every 8 --budgets --no-plain
 	for r in qed sa; do \
-	  $(VENV)/bin/svdd compare --task molecule-$$r --seeds 0,1,2 --num-samples 16 --out results/molecule-$$r || exit 1; \
+	  $(VENV)/bin/svdd compare --task molecule-$$r --seeds 0,1,2 --num-samples 16 --resume results/molecule-$$r || exit 1; \
 	done
 	$(PY) benchmarks/molecule_docking.py redock --compare results/molecule-docking-parp1 --cache $(DOCKING_CACHE)

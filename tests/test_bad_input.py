@@ -392,12 +392,14 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, children):
     assert p.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
     kept = len(list((out / "runs").glob("*.pt")))
-    assert f"interrupted: {kept} finished (method, seed) run(s) are kept in {out / 'runs'}; rerun the same command" \
+    assert f"interrupted: {kept} finished (method, seed) run(s) are kept in {out / 'runs'}; resume with: svdd compare" \
         in stderr and kept >= 1
     # rerunning resumes from them: the finished runs are reused, not recomputed
     before = {f: f.stat().st_mtime_ns for f in (out / "runs").glob("*.pt")}
+    command = stderr.strip().split("resume with: ")[1]
+    assert command.endswith(f"--resume {out}")
     rc, _, err = cli("compare", "--task", "toy-motif", "--methods", "svdd-pm", "--num-samples", "256",
-                     "--seeds", ",".join(map(str, range(kept))), "--out", out)
+                     "--seeds", ",".join(map(str, range(kept))), "--resume", out)  # fewer seeds: a subset is fine
     assert rc == 0, err
     assert all(f.stat().st_mtime_ns == t for f, t in before.items())
 

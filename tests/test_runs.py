@@ -104,10 +104,12 @@ def test_folder_rules(tmp_path):
     other.mkdir()
     (other / "notes.txt").write_text("mine")
     rc, _, err = cli(*sample_args(other, "--overwrite", n=40))
-    assert rc == 2 and "holds no svdd run (manifest.json): --overwrite only replaces a run folder" in err
+    assert rc == 2 and "is not empty and holds no svdd sample run: --overwrite only replaces svdd's own output" in err
     assert (other / "notes.txt").read_text() == "mine"
-    rc, _, err = cli("sample", "--task", "toy-motif", "--resume", tmp_path / "nothing")
-    assert rc == 2 and "no run to resume there" in err
+    rc, _, err = cli("sample", "--task", "toy-motif", "--num-samples", 8, "--resume", tmp_path / "new")
+    assert rc == 0 and (tmp_path / "new" / "manifest.json").exists(), err  # nothing to resume yet: it starts
+    rc, _, err = cli("sample", "--task", "toy-motif", "--resume", other)
+    assert rc == 2 and "no svdd sample run there, and the folder is not empty" in err
 
 
 def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, children):
@@ -130,3 +132,23 @@ def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, 
     rc, _, err = cli(*shlex.split(command)[1:])
     assert rc == 0, err
     assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
+
+
+def test_compare_folder_rules(tmp_path):
+    out = tmp_path / "cmp"
+    base = ["compare", "--task", "toy-motif", "--methods", "pretrained,svdd-pm", "--num-samples", 8]
+    assert cli(*base, "--seeds", "0", "--out", out)[0] == 0
+    rc, _, err = cli(*base, "--seeds", "0", "--out", out)
+    assert rc == 2 and "is not empty: pass --resume" in err
+    stored = out / "runs" / "svdd-pm-seed0.pt"
+    first = stored.stat().st_mtime_ns
+    rc, _, err = cli(*base, "--seeds", "0,1", "--resume", out)  # a seed added: the finished run is reused
+    assert rc == 0, err
+    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-seed1.pt").exists()
+    rc, _, err = cli("compare", "--task", "toy-motif", "--methods", "pretrained", "--num-samples", 4, "--seeds", "0",
+                     "--resume", out)
+    assert rc == 2 and "holds a comparison with other settings: num_samples differ(s) (the run: num_samples=8; " \
+                       "now: num_samples=4)" in err, err
+    rc, _, err = cli(*base, "--seeds", "0", "--overwrite", "--out", out)
+    assert rc == 0, err
+    assert stored.stat().st_mtime_ns != first and not (out / "runs" / "svdd-pm-seed1.pt").exists()

@@ -155,25 +155,37 @@ def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dic
     return out
 
 
+def _is_run_folder(path: Path, command: str) -> bool:
+    """Whether ``path`` holds output of ``svdd <command>`` (a manifest; for compare also an older folder of runs)."""
+    from .runs import MANIFEST
+    if (path / MANIFEST).exists():
+        return True
+    return command == "compare" and ((path / "runs").is_dir() or (path / "summary.json").exists())
+
+
 def _run_dir(args) -> Path:
-    """`sample`'s run folder: --out, or the folder of --resume (the same one when both are given)."""
+    """The run folder of `sample` / `compare`: --out, or the folder of --resume (the same one when both are given);
+    a non-empty --out needs --resume or --overwrite, and --overwrite only replaces svdd's own output."""
     if args.resume and args.out and Path(args.resume).resolve() != Path(args.out).resolve():
         raise ValueError(f"--resume {args.resume!r} and --out {args.out!r} name different folders; give one of them")
     if not (args.resume or args.out):
-        raise ValueError("sample needs --out OUT (a new run) or --resume OUT (continue the run in OUT)")
+        raise ValueError(f"{args.command} needs --out OUT (a new run) or --resume OUT (continue the run in OUT)")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
     path = Path(args.resume or args.out)
-    from .runs import MANIFEST
-    if args.resume and not (path / MANIFEST).exists():
-        raise ValueError(f"--resume {str(path)!r}: no run to resume there (no {MANIFEST})")
+    if args.resume and not _is_run_folder(path, args.command) and path.is_dir() and any(path.iterdir()):
+        raise ValueError(f"--resume {str(path)!r}: no svdd {args.command} run there, and the folder is not empty")
     if not args.resume and path.is_dir() and any(path.iterdir()):
         if not args.overwrite:
             raise ValueError(f"--out {str(path)!r} is not empty: pass --resume {path} to continue the run in it, or "
                              "--overwrite to replace it")
-        if not (path / MANIFEST).exists():
-            raise ValueError(f"--out {str(path)!r} is not empty and holds no svdd run ({MANIFEST}): --overwrite only "
-                             "replaces a run folder; pick another --out")
+        if not _is_run_folder(path, args.command):
+            raise ValueError(f"--out {str(path)!r} is not empty and holds no svdd {args.command} run: --overwrite only "
+                             "replaces svdd's own output; pick another --out")
+        if args.command == "compare":  # sample's folder is replaced by RunFolder.open
+            import shutil
+            for child in path.iterdir():
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     _check_out(str(path))
     return path
 
@@ -286,7 +298,7 @@ def _resume_command(args, path: Path) -> str:
         if a == "--overwrite" or a.startswith(("--out=", "--resume=")):
             continue
         out.append(a)
-    return "svdd " + shlex.join(out + ["--resume", str(path)])
+    return "svdd " + shlex.join(out + ["--resume", str(path)])  # argv starts with the command
 
 
 def cmd_compare(args) -> int:
@@ -306,20 +318,44 @@ def cmd_compare(args) -> int:
     methods = _apply_overrides(methods, overrides)
     seeds = args.seeds if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
     task_options = _task_options(args, task)
-    _check_out(args.out)
+    out = _run_dir(args)
     spec = task.make(**task_options)
     n = args.num_samples if args.num_samples is not None else \
         (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
     _check_methods(methods, spec)
+    _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "max_batch": args.max_batch,
+                                  "reward_budget": args.reward_budget})
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
-                          progress=_progress(args), cache=Path(args.out) / "runs", reward_budget=args.reward_budget)
+                          progress=_progress(args), cache=out / "runs", reward_budget=args.reward_budget)
     summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
                 "task_options": task_options, "method_overrides": overrides, "reward_budget": args.reward_budget}
-    table = write_outputs(rows, summary, Path(args.out), task, spec, settings)
+    table = write_outputs(rows, summary, out, task, spec, settings)
     print(table)
-    print(f"\nwritten: {args.out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
+    print(f"\nwritten: {out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
     return 0
+
+
+def _compare_manifest(args, out: Path, config: dict) -> None:
+    """A comparison's manifest: the settings every (method, seed) run in ``out/runs`` shares. A resume with other
+    settings is an error naming them; methods and seeds may be added (each run is stored under its own key)."""
+    import json
+
+    from . import __version__
+    from .runs import MANIFEST, _diff, _get, atomic_write, config_hash
+    config = json.loads(json.dumps(config, default=str))
+    path = out / MANIFEST
+    if args.resume and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("config_hash") != config_hash(config):
+            keys = _diff(old.get("config"), config)
+            then = ", ".join(f"{k}={_get(old.get('config'), k)!r}" for k in keys[:5])
+            now = ", ".join(f"{k}={_get(config, k)!r}" for k in keys[:5])
+            raise ValueError(f"{out} holds a comparison with other settings: {', '.join(keys)} differ(s) (the run: "
+                             f"{then}; now: {now}). Resume it with the same settings, or start again with --overwrite")
+    manifest = {"format": 1, "kind": "compare", "svdd_version": __version__, "config": config,
+                "config_hash": config_hash(config), "command": _resume_command(args, out)}
+    atomic_write(path, json.dumps(manifest, indent=2).encode())
 
 
 def _check_methods(methods: dict[str, dict], spec) -> None:
@@ -390,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples per chunk (default 256): each finished chunk is written to OUT/chunks at once, so an "
                         "interrupted run resumes from it; chunk k > 0 draws from a seed derived from (seed, k)")
     s.add_argument("--resume", metavar="OUT", default=None,
-                   help="continue the run in OUT (same options): finished chunks are checked and kept, the rest run")
+                   help="continue the run in OUT (same options): finished chunks are checked and kept, the rest run; "
+                        "starts the run when OUT holds none yet")
     s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
     s.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="where chunks run: this process (default; under torchrun, this rank's share) or Ray actors")
@@ -412,7 +449,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "compared method has is an error, and so is an override that would make two compared methods "
                        "identical (e.g. --alpha on dna-enhancer, whose 'smc' and 'smc-cold' differ only in alpha): "
                        "then pick one of them with --methods.")
-    common(c)
+    common(c, out_required=False)
+    c.add_argument("--resume", metavar="OUT", default=None,
+                   help="continue the comparison in OUT: its finished (method, seed) runs are reused, methods and "
+                        "seeds may be added, other settings are an error; starts it when OUT holds none yet")
+    c.add_argument("--overwrite", action="store_true", help="replace the comparison already in --out")
     c.add_argument("--methods", default=None, help="comma-separated subset (default: the task's list)")
     c.add_argument("--seeds", type=_int_list("seeds", 0, 2 ** 62), default=None,
                    help="comma-separated distinct seeds (default 0,1,2; --quick: the task's)")
@@ -437,9 +478,10 @@ def _interrupted(args) -> str:
         return (f"interrupted: {done} of {len(run.chunks)} chunk(s) finished and kept in {run.path}; resume with: "
                 f"{run.manifest.get('command') or 'the same command with --resume ' + str(run.path)}")
     if args.command == "compare":
-        done = sorted((Path(args.out) / "runs").glob("*.pt")) if Path(args.out, "runs").is_dir() else []
-        return (f"interrupted: {len(done)} finished (method, seed) run(s) are kept in {Path(args.out) / 'runs'}; "
-                "rerun the same command to resume from them")
+        out = Path(args.resume or args.out)
+        done = sorted((out / "runs").glob("*.pt")) if (out / "runs").is_dir() else []
+        return (f"interrupted: {len(done)} finished (method, seed) run(s) are kept in {out / 'runs'}; resume with: "
+                f"{_resume_command(args, out)}")
     return f"interrupted: nothing was written to {args.out or args.resume}; rerun the command to start again"
 
 

@@ -101,9 +101,11 @@ class RunFolder:
             raise ValueError(f"{path} is an existing file, not a run folder")
         config = json.loads(json.dumps(config, default=str))  # as it will read back
         manifest_path = path / MANIFEST
+        if resume and not manifest_path.exists():  # nothing to resume yet: start the run (an empty folder only)
+            if path.exists() and any(path.iterdir()):
+                raise ValueError(f"{path} holds no run to resume (no {MANIFEST}) but is not empty; pick another folder")
+            resume = False
         if resume:
-            if not manifest_path.exists():
-                raise ValueError(f"{path} holds no run to resume (no {MANIFEST}); start it without --resume")
             try:
                 old = json.loads(manifest_path.read_text())
             except ValueError as exc:
