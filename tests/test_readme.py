@@ -167,3 +167,22 @@ def test_model_protocol_skeleton(tmp_path):
 
     from svdd.testing import check_model_contract
     check_model_contract(Completed(TinyMLP(dim=16), num_steps=10))
+
+
+def test_three_ways_example(tmp_path):
+    """The one-process / torchrun / Ray block, each line with a small DNA run appended; the three outputs agree."""
+    pytest.importorskip("ray")
+    lines = [ln.split("#")[0].strip() for ln in block("bash", "--engine ray").splitlines() if ln.strip()]
+    assert len(lines) == 3 and lines[1].startswith("torchrun")
+    small = ["--num-samples", "8", "--chunk-size", "4", "--task-option", "num_steps=4", "--quiet"]
+    outs = []
+    for line in lines:
+        args = shlex.split(line)
+        for flag in ("--workers", "--nproc-per-node"):  # this machine has 2 cores: Ray refuses 4 one-CPU actors
+            if flag in args:
+                args[args.index(flag) + 1] = "2"
+        exe = shutil.which(args[0]) or str(Path(sys.executable).parent / args[0])
+        p = subprocess.run([exe, *args[1:], *small], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert p.returncode == 0, p.stderr
+        outs.append((tmp_path / args[args.index("--out") + 1] / "samples.txt").read_text())
+    assert outs[0] == outs[1] == outs[2]
