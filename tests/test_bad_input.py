@@ -125,6 +125,9 @@ def test_exact_ties_survive_last_bit_noise():
                       [-math.inf, -math.inf, -math.inf]], dtype=torch.float64)
     assert select(v, 0.0, None).tolist() == [0, 2, 0, 0]  # near-ties keep the first; a clear best wins
     assert select(torch.tensor([[1.0, 1.0 + 1e-5]]), 0.0, None).tolist() == [1]  # beyond the tolerance: the best
+    # a failed candidate (NaN / −inf) never ties with a finite best, wherever it stands
+    assert select(torch.tensor([[-math.inf, 1.0, 1.0], [math.nan, 0.0, -1.0]], dtype=torch.float64), 0.0,
+                  None).tolist() == [1, 1]
     # a penalty value elsewhere in the row does not widen the tolerance for the others
     assert select(torch.tensor([[-1e4, 1.0, 1.0 + 1e-5, 0.5]], dtype=torch.float64), 0.0, None).tolist() == [2]
 
@@ -209,12 +212,23 @@ def test_a_reward_that_dies_stops_the_run_after_a_few_calls():
             raise ConnectionError("service gone")
         return gauss_reward(x)
 
-    with pytest.raises(RewardUnavailable, match=r"failed on every row of 4 calls in a row \(last: ConnectionError: "
-                                                r"service gone\)"):
+    with pytest.raises(RewardUnavailable, match=r"failed on every row of 4 calls in a row and on a row it had scored "
+                                                r"before \(last: ConnectionError: service gone\)"):
         svdd.sample(gauss(), dying, "svdd", num_samples=8, M=2, max_reward_failures=4)
-    assert len(calls) == 3 + 1 + 4  # three answered calls, then the batch and four of its rows: not every row to the end
+    assert len(calls) == 3 + 1 + 4 + 1  # 3 answered calls, the batch, 4 of its rows and the probe: not every row
     with pytest.raises(ValueError, match="max_reward_failures must be an int >= 1, got 0"):
         svdd.sample(gauss(), gauss_reward, "svdd", max_reward_failures=0)
+
+
+def test_many_failing_inputs_in_a_row_do_not_stop_a_live_reward():
+    def picky(x):  # fails on every sample with a positive first coordinate, answers the others
+        if (x[:, 0] > 0).any():
+            raise RuntimeError("cannot score")
+        return gauss_reward(x)
+
+    with pytest.warns(RuntimeWarning, match="cannot score"):
+        res = svdd.sample(gauss(), picky, "svdd", num_samples=32, M=4, max_reward_failures=2)
+    assert res.samples.shape == (32, 3) and sum(res.diagnostics.failed_candidates) > 0
 
 
 def test_a_reward_with_isolated_failures_is_not_stopped():

@@ -119,7 +119,7 @@ def test_sampling_with_failing_items_finishes_and_counts_them(masked_model):
         assert r.stats.errors == r.stats.failures > 0 and r.stats.calls == res.cost.reward_evals
         assert "cannot score a sequence with a 3 in front" in r.stats.first_error
         pids = r.pids
-    assert 0 < sum(res.diagnostics.failed_candidates) <= r.stats.failures
+    assert sum(res.diagnostics.failed_candidates) > 0  # per candidate (a failing row repeated M times counts M times)
     assert torch.equal(torch.isnan(res.rewards), (res.samples[:, :5] == 3).any(dim=1))
     assert not any(running(p) for p in pids)
 

@@ -38,10 +38,11 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             Rewards always run as given.
         dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
             every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
-        max_reward_failures: stop the run with `svdd.errors.RewardUnavailable` after this many reward calls in a row
-            failed on every row they were given (raised, NaN or −inf; a batch that raised is retried row by row, and
-            each row counts as a call) -- a reward service that went away -- instead of retrying row by row to the
-            end. The default, 32, leaves room for the M candidates of a few samples failing together.
+        max_reward_failures: after this many reward calls in a row failed on every row they were given (raised, NaN
+            or −inf; a batch that raised is retried row by row, and each row counts as a call), the reward is probed
+            with a row it scored before: if that fails too, the reward is gone (a service that went away) and the run
+            stops with `svdd.errors.RewardUnavailable` instead of retrying row by row to the end; if it answers, the
+            run goes on (the failures belong to those inputs).
         return_x0: keep the x̂0 estimates of the kept states at every level (``result.x0_estimates``).
         progress: show a progress bar (default: when stderr is a terminal).
         callback: ``callback(i, state, info)`` after every step (a `svdd.methods.State` and `StepInfo`); return True

@@ -245,8 +245,9 @@ class Engine:
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         if not isinstance(max_reward_failures, int) or isinstance(max_reward_failures, bool) or max_reward_failures < 1:
             raise ValueError(f"max_reward_failures must be an int >= 1, got {max_reward_failures!r}")
-        self.max_reward_failures = max_reward_failures  # consecutive failed reward calls before the run stops
+        self.max_reward_failures = max_reward_failures  # consecutive failed reward calls before the reward is probed
         self._failed_calls = 0
+        self._canary: Tensor | None = None  # one row the reward scored before: the probe of a reward that may be gone
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
         self.dedupe = bool(dedupe)  # evaluate identical rows of discrete models once
@@ -385,18 +386,18 @@ class Engine:
                 except Exception as exc_j:
                     self._reward_failed(exc_j)
                     continue
-                out[j] = self._checked(raw_j, 1, x.device)[0]
+                out[j] = self._checked(raw_j, 1, x.device, x[j:j + 1])[0]
             if not self.failures._any_success:
                 raise RunError(f"reward {self.reward.name!r} raised for every one of {n} samples of its first batch: "
                                f"{self.failures.first_error}") from exc
             return out
-        out = self._checked(raw, n, x.device)
+        out = self._checked(raw, n, x.device, x)
         if not self.failures._any_success and n >= 2:  # one row failing (e.g. SMC's level 0) may be bad luck
             raise RunError(f"reward {self.reward.name!r} returned NaN or −inf for every one of {n} samples of its first "
                            "batch: no sample can be scored (a reward marks a failed sample with NaN)")
         return out
 
-    def _checked(self, raw: Any, n: int, device: torch.device) -> Tensor:
+    def _checked(self, raw: Any, n: int, device: torch.device, rows: Tensor) -> Tensor:
         """A reward call's output as float64 on the rows' device: shape and dtype checked, +inf refused, −inf read as
         a failure (NaN)."""
         name = self.reward.name
@@ -405,25 +406,43 @@ class Engine:
             raise RunError(f"reward {name!r} returned +inf for {int((out == torch.inf).sum())} of {n} samples; "
                              "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
         out = torch.where(out == -torch.inf, torch.full_like(out, torch.nan), out)
-        if bool(torch.isnan(out).all()):
+        ok = ~torch.isnan(out)
+        if not bool(ok.any()):
             self._reward_failed(None)
         else:
             self._failed_calls = 0
             self.failures._any_success = True
+            if self._canary is None:
+                self._canary = rows[int(ok.nonzero()[0, 0]):][:1].clone()
         return out
 
     def _reward_failed(self, exc: BaseException | None) -> None:
-        """Count a reward call that failed on every row (a retried row, or a batch that returned no value); stop the
-        run after ``max_reward_failures`` in a row."""
+        """Count a reward call that failed on every row (a retried row, or a batch that returned no value). After
+        ``max_reward_failures`` in a row, probe the reward with a row it scored before: if that fails too, the reward
+        is gone (`RewardUnavailable`); if it answers, the failures belong to the inputs and the run goes on. The probe
+        is one more reward call, counted."""
         if exc is not None:
             self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
         self._failed_calls += 1
-        if self._failed_calls >= self.max_reward_failures:
-            last = f"{type(exc).__name__}: {exc}" if exc is not None else "NaN for every row"
-            raise RewardUnavailable(
-                f"reward {self.reward.name!r} failed on every row of {self._failed_calls} calls in a row (last: {last}); "
-                "the run stops here. Rerun when the reward answers again: values a CachedReward computed are kept, "
-                "and `svdd compare` keeps its finished runs (max_reward_failures sets the limit)")
+        if self._failed_calls < self.max_reward_failures:
+            return
+        calls, last = self._failed_calls, (f"{type(exc).__name__}: {exc}" if exc is not None else "NaN for every row")
+        if self._canary is not None:
+            self.cost.reward_evals += 1
+            self.cost.reward_calls += 1
+            try:
+                probe = check_output(self.reward(self._canary.clone()), 1, self.reward.name).double()
+            except Exception as probe_exc:
+                last = f"{type(probe_exc).__name__}: {probe_exc}"
+            else:
+                if bool(torch.isfinite(probe).all()):
+                    self._failed_calls = 0  # it still answers: these inputs fail, the reward is alive
+                    return
+        raise RewardUnavailable(
+            f"reward {self.reward.name!r} failed on every row of {calls} calls in a row"
+            f"{' and on a row it had scored before' if self._canary is not None else ''} (last: {last}); the run "
+            "stops here. Rerun when the reward answers again: values a CachedReward computed are kept, and "
+            "`svdd compare` keeps its finished runs (max_reward_failures sets the limit)")
 
     def trange(self, n: int, desc: str):
         from tqdm.auto import trange

@@ -35,9 +35,12 @@ def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
     v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
         best = v.max(dim=1, keepdim=True).values
-        typical = torch.where(torch.isfinite(v), v.abs(), torch.full_like(v, torch.nan)).nanmedian(dim=1, keepdim=True).values
-        scale = torch.maximum(torch.maximum(best.abs(), v.abs()), torch.nan_to_num(typical, nan=0.0))
-        tied = v >= best - TIE_RTOL * scale
+        fin = torch.isfinite(v)
+        absv = torch.where(fin, v.abs(), torch.zeros_like(v))
+        typical = torch.where(fin, v.abs(), torch.full_like(v, torch.nan)).nanmedian(dim=1, keepdim=True).values
+        best_abs = torch.where(torch.isfinite(best), best.abs(), torch.zeros_like(best))
+        scale = torch.maximum(torch.maximum(best_abs, absv), torch.nan_to_num(typical, nan=0.0))
+        tied = (v >= best - TIE_RTOL * scale) & (fin | ~torch.isfinite(best))  # a failed candidate never ties
         return tied.to(torch.uint8).argmax(dim=1)  # the first tied candidate (rows of −inf: candidate 0)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)
     return logits.argmax(dim=1)
