@@ -39,6 +39,26 @@ class TinyDenoiser(torch.nn.Module):
 
 
 @pytest.fixture
+def children():
+    """Child processes a test starts: killed at its end whatever happened (an ignored signal must not leave a run
+    going)."""
+    procs = []
+    yield procs
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+def wait_until(p, done, seconds=120.0):
+    """Poll until ``done()`` or the child ``p`` ended or ``seconds`` passed."""
+    import time
+    deadline = time.time() + seconds
+    while time.time() < deadline and p.poll() is None and not done():
+        time.sleep(0.1)
+
+
+@pytest.fixture
 def gauss_model():
     return svdd.GaussianDiffusion(TinyMLP(), (3,), num_steps=12, eta=1.0)
 

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 import svdd
-from conftest import TinyDenoiser, TinyMLP, gauss_reward, token_reward
+from conftest import TinyDenoiser, TinyMLP, gauss_reward, token_reward, wait_until
 from svdd.errors import RewardUnavailable, RunError
 
 SVDD = shutil.which("svdd") or str(Path(sys.executable).parent / "svdd")
@@ -372,18 +371,6 @@ def test_corrupt_safetensors_is_named(tmp_path):
         Rollouts.load(r)
 
 
-@pytest.fixture
-def children():
-    """Child processes a test starts: killed at its end whatever happened (an ignored signal must not leave a run
-    going)."""
-    procs = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-
-
 # 15. Ctrl-C ---------------------------------------------------------------------------------------------------------------
 def _interruptible():
     """A child process with SIGINT at its default (a shell that starts a job in the background ignores it, and Python
@@ -397,9 +384,8 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, children):
                           "--seeds", ",".join(map(str, range(40))), "--out", str(out), "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     children.append(p)
-    deadline, runs = time.time() + 120, out / "runs"
-    while time.time() < deadline and p.poll() is None and not (runs.exists() and any(runs.glob("*.pt"))):
-        time.sleep(0.2)
+    runs = out / "runs"
+    wait_until(p, lambda: runs.exists() and any(runs.glob("*.pt")))
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
@@ -424,9 +410,8 @@ def test_sample_interrupted_keeps_its_chunks(tmp_path, children):
                           "--out", str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          preexec_fn=_interruptible)
     children.append(p)
-    deadline, chunks = time.time() + 120, out / "chunks"
-    while time.time() < deadline and p.poll() is None and not (chunks.exists() and any(chunks.glob("*.sha256"))):
-        time.sleep(0.1)
+    chunks = out / "chunks"
+    wait_until(p, lambda: chunks.exists() and any(chunks.glob("*.sha256")))
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
     _, stderr = p.communicate(timeout=120)

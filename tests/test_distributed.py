@@ -45,7 +45,7 @@ def test_torchrun_reports_a_bad_folder_once(tmp_path):
 
 
 def test_ray_two_workers(tmp_path, reference):
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="--engine ray needs Ray (pip install 'svdd[ray]')")
     out = tmp_path / "run"
     p = subprocess.run([SVDD, *ARGS, "--engine", "ray", "--workers", "2", "--out", str(out)], capture_output=True,
                        text=True, timeout=300)

@@ -98,7 +98,7 @@ def test_python_api_example(tmp_path, monkeypatch):
 
 
 def test_diffusers_example(tmp_path):
-    pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers", reason="the diffusers example needs pip install 'svdd[images]'")
     from test_diffusers import tiny_unet
     import diffusers
     tiny_unet(channels=3, size=32).save_pretrained(tmp_path / "unet", safe_serialization=True)
@@ -111,7 +111,7 @@ def test_diffusers_example(tmp_path):
 
 
 def test_stable_diffusion_example(tmp_path):
-    pytest.importorskip("transformers")
+    pytest.importorskip("transformers", reason="the Stable Diffusion example needs pip install 'svdd[images]'")
     from test_diffusers import tiny_sd_pipeline
     tiny_sd_pipeline(tmp_path).save_pretrained(tmp_path / "sd", safe_serialization=True)
     code = substitute(block("python", "StableDiffusionModel.from_pretrained"),
@@ -171,7 +171,7 @@ def test_model_protocol_skeleton(tmp_path):
 
 def test_three_ways_example(tmp_path):
     """The one-process / torchrun / Ray block, each line with a small DNA run appended; the three outputs agree."""
-    pytest.importorskip("ray")
+    pytest.importorskip("ray", reason="the Ray line of the example needs pip install 'svdd[ray]'")
     lines = [ln.split("#")[0].strip() for ln in block("bash", "--engine ray").splitlines() if ln.strip()]
     assert len(lines) == 3 and lines[1].startswith("torchrun")
     small = ["--num-samples", "8", "--chunk-size", "4", "--task-option", "num_steps=4", "--quiet"]

@@ -7,29 +7,17 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 import svdd
+from conftest import wait_until
 from svdd.runs import RunFolder, chunk_seed, plan
 from svdd.tasks.toy import build_toy_motif
 
 SVDD = shutil.which("svdd") or str(Path(sys.executable).parent / "svdd")
-
-
-@pytest.fixture
-def children():
-    """Child processes a test starts: killed at its end whatever happened (an ignored signal must not leave a run
-    going)."""
-    procs = []
-    yield procs
-    for p in procs:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
 
 
 def cli(*args, cwd=None):
@@ -119,10 +107,7 @@ def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, 
     p = subprocess.Popen([SVDD, *args, "--out", str(run), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     children.append(p)
-    deadline = time.time() + 120
-    while time.time() < deadline and p.poll() is None and len(list((run / "chunks").glob("*.sha256"))
-                                                             if (run / "chunks").exists() else []) < 2:
-        time.sleep(0.1)
+    wait_until(p, lambda: len(list((run / "chunks").glob("*.sha256"))) >= 2)
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGTERM)
     _, stderr = p.communicate(timeout=120)

@@ -243,7 +243,6 @@ def cmd_sample(args) -> int:
         ran = len(run.chunks)
     else:
         run = open_run(False)
-    args._run = run
     if world is None:
         ran = run_ray(run, job, workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
                       progress=_progress(args)) if args.engine == "ray" else run_chunks(run, job, _progress(args))
