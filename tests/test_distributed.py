@@ -52,3 +52,49 @@ def test_ray_two_workers(tmp_path, reference):
     assert p.returncode == 0, p.stderr
     assert (out / "samples.txt").read_text() == reference
     assert len(list((out / "chunks").glob("*.parquet"))) == 6
+
+
+POOL_SCRIPT = '''
+import json, os, sys
+import ray
+import svdd
+from svdd.tasks import Task, get_task
+
+LOG = sys.argv[2]
+
+def build():
+    spec = get_task("toy-motif").make()
+    inner = spec.reward
+    def logged(x):
+        with open(LOG, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        return inner(x)
+    spec.reward = svdd.Reward(logged, name=inner.name)
+    return spec
+
+task = Task("logged-motif", "toy-motif, writing down which process evaluates its reward", build, num_samples=600)
+ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
+pids = {}
+for k in (0, 1):
+    open(LOG, "w").close()
+    svdd.sample_run(os.path.join(sys.argv[1], f"pool{k}"), task, chunk_size=100, engine="ray", workers=2,
+                    reward_workers=k, progress=False)
+    pids[k] = sorted(set(open(LOG).read().split()))
+print(json.dumps(pids))
+'''
+
+
+def test_ray_reward_pool_serves_every_model_worker(tmp_path, reference):
+    """--reward-workers: the reward runs in its own actor, shared by both model workers; the samples are the same."""
+    pytest.importorskip("ray", reason="--engine ray needs Ray (pip install 'svdd[ray]')")
+    import json
+    script = tmp_path / "pool.py"
+    script.write_text(POOL_SCRIPT)
+    p = subprocess.run([sys.executable, str(script), str(tmp_path), str(tmp_path / "pids.log")], capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    pids = json.loads(p.stdout.strip().splitlines()[-1])
+    assert len(pids["0"]) == 2  # each model worker called its own reward
+    assert len(pids["1"]) == 1 and not set(pids["1"]) & set(pids["0"])  # one reward actor served both
+    for k in (0, 1):
+        assert (tmp_path / f"pool{k}" / "samples.txt").read_text() == reference

@@ -137,3 +137,79 @@ def test_compare_folder_rules(tmp_path):
     rc, _, err = cli(*base, "--seeds", "0", "--overwrite", "--out", out)
     assert rc == 0, err
     assert stored.stat().st_mtime_ns != first and not (out / "runs" / "svdd-pm-seed1.pt").exists()
+
+
+def test_one_writer_per_folder_and_a_killed_writer_leaves_no_lock(tmp_path, children):
+    """Three commands on one folder used to tear each other's files: the second is refused, naming the first; a
+    `kill -9` of the first leaves nothing stale (the lock goes with the process)."""
+    run, cmp = tmp_path / "run", tmp_path / "cmp"
+    slow = ["sample", "--task", "toy-motif", "--num-samples", "40000", "--chunk-size", "100", "--quiet"]
+    p = subprocess.Popen([SVDD, *slow, "--out", str(run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    children.append(p)
+    wait_until(p, lambda: len(list((run / "chunks").glob("*.sha256"))) >= 1)
+    assert p.poll() is None, p.communicate()
+    rc, _, err = cli(*slow[:-1], "--resume", run)
+    assert rc == 2 and f"{run} is in use by another svdd run (pid {p.pid} on " in err, err
+    rc, _, err = cli(*slow[:-1], "--overwrite", "--out", run)
+    assert rc == 2 and "is in use by another svdd run" in err and (run / "manifest.json").exists(), err
+    p.kill()
+    p.wait()
+    from svdd.runs import lock_folder, unlock_folder
+    assert lock_folder(run)  # nothing stale: the next run takes the folder
+    unlock_folder(run)
+    # compare and frontier folders are locked the same way
+    base = ["compare", "--task", "toy-motif", "--methods", "pretrained,svdd-pm", "--num-samples", 600, "--seeds", "0"]
+    p = subprocess.Popen([SVDD, *map(str, base), "--out", str(cmp), "--quiet"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    children.append(p)
+    wait_until(p, lambda: (cmp / "manifest.json").exists())
+    rc, _, err = cli(*base, "--resume", cmp)
+    assert rc == 2 and f"is in use by another svdd run (pid {p.pid} on " in err, err
+    p.wait(timeout=300)
+
+
+def test_frontier_resumes_and_follows_the_folder_rules(tmp_path):
+    out = tmp_path / "fr"
+    base = ["frontier", "--task", "toy-motif", "--num-samples", 16, "--Ms", "1,2"]
+    assert cli(*base, "--out", out)[0] == 0
+    stored = out / "runs" / "svdd-pm-M2-seed0.pt"
+    first, table = stored.stat().st_mtime_ns, (out / "frontier.md").read_text()
+    rc, _, err = cli(*base, "--out", out)
+    assert rc == 2 and "is not empty: pass --resume" in err
+    rc, _, err = cli("frontier", "--task", "toy-motif", "--num-samples", 16, "--Ms", "1,2,4", "--resume", out)
+    assert rc == 0, err  # an M added: the finished runs are reused
+    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-M4-seed0.pt").exists()
+    lines = (out / "frontier.md").read_text().splitlines()
+    assert all(line in lines for line in table.splitlines() if "svdd-pm | 2 |" in line)
+    rc, _, err = cli(*base, "--seed", 3, "--resume", out)
+    assert rc == 2 and "holds a frontier with other settings: seed differ(s) (the run: seed=0; now: seed=3)" in err
+    rc, _, err = cli("compare", "--task", "toy-motif", "--resume", out)
+    assert rc == 2 and "holds the output of `svdd frontier`, not of `svdd compare`" in err
+
+
+def test_sample_run_from_python_with_a_task_of_ones_own(tmp_path):
+    """The Python entry point: a user's Task (their model and reward), resumed to the uninterrupted run."""
+    from svdd.tasks import Task, TaskSpec
+
+    def build(motif_weight: float = 1.0):
+        model, inner, _ = build_toy_motif()
+        return TaskSpec(model, svdd.Reward(lambda x: motif_weight * inner(x), name="scaled-motif"))
+
+    task = Task("my-task", "a task of my own", build, options=("motif_weight",), num_samples=300)
+    ref = svdd.sample_run(tmp_path / "ref", task, "svdd", options={"M": 3}, chunk_size=100, seed=4, progress=False)
+    assert ref.config["run"] == {"path": str(tmp_path / "ref"), "chunks": 3, "chunks_run_now": 3}
+    assert len(ref) == 300 and ref.config["chunk_seeds"][0] == 4
+    run = tmp_path / "run"
+    svdd.sample_run(run, task, "svdd", options={"M": 3}, chunk_size=100, seed=4, progress=False)
+    (run / "chunks" / "chunk-00001.sha256").unlink()
+    again = svdd.sample_run(run, task, "svdd", options={"M": 3}, chunk_size=100, seed=4, progress=False, resume=True)
+    assert again.config["run"]["chunks_run_now"] == 1
+    assert torch.equal(again.samples, ref.samples) and torch.equal(again.rewards, ref.rewards)
+    with pytest.raises(ValueError, match="holds a run with another config: task.options.motif_weight differ"):
+        svdd.sample_run(run, task, "svdd", options={"M": 3}, chunk_size=100, seed=4, progress=False, resume=True,
+                        task_options={"motif_weight": 2.0})
+    with pytest.raises(ValueError, match=r"method 'svdd' has no option\(s\) \['N'\]"):
+        svdd.sample_run(tmp_path / "x", task, "svdd", options={"N": 3})
+    with pytest.raises(TypeError, match=r"unexpected option\(s\) \['M'\]; method options go in options="):
+        svdd.sample_run(tmp_path / "x", task, "svdd", M=3)
+    assert not (tmp_path / "x").exists()

@@ -6,10 +6,11 @@ from .guidance import GuidedModel
 from .methods import BestOfN, DPS, METHODS, Pretrained, SMC, SVDD, SVDDR, get_method
 from .models import DiffusersModel, DiffusionModel, GaussianDiffusion, MaskedDiffusion, StableDiffusionModel
 from .result import SampleResult
+from .runs import sample_run
 from .rewards import Reward, WeightedSum, reward
 from .values import FunctionValue, LearnedValue, PosteriorMean
 
 __version__ = "0.1.0"
-__all__ = ["sample", "GuidedModel", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
+__all__ = ["sample", "sample_run", "GuidedModel", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
            "DiffusionModel", "GaussianDiffusion", "MaskedDiffusion", "DiffusersModel", "StableDiffusionModel", "SampleResult", "Reward", "WeightedSum",
            "reward", "PosteriorMean", "LearnedValue", "FunctionValue"]

@@ -156,11 +156,21 @@ def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dic
 
 
 def _is_run_folder(path: Path, command: str) -> bool:
-    """Whether ``path`` holds output of ``svdd <command>`` (a manifest; for compare also an older folder of runs)."""
+    """Whether ``path`` holds output of ``svdd <command>`` (its manifest; also an older compare or frontier folder
+    without one). Output of another command is an error naming it."""
+    import json
+
     from .runs import MANIFEST
     if (path / MANIFEST).exists():
+        try:
+            kind = json.loads((path / MANIFEST).read_text()).get("kind", "sample")
+        except ValueError:
+            kind = command  # unreadable: the command's own checks name it
+        if kind != command:
+            raise ValueError(f"{path} holds the output of `svdd {kind}`, not of `svdd {command}`; pick another folder")
         return True
-    return command == "compare" and ((path / "runs").is_dir() or (path / "summary.json").exists())
+    old = {"compare": ("runs", "summary.json"), "frontier": ("frontier.md",)}.get(command, ())
+    return any((path / name).exists() for name in old)
 
 
 def _run_dir(args) -> Path:
@@ -172,114 +182,57 @@ def _run_dir(args) -> Path:
         raise ValueError(f"{args.command} needs --out OUT (a new run) or --resume OUT (continue the run in OUT)")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
+    from .runs import clear, entries, lock_folder
     path = Path(args.resume or args.out)
-    if args.resume and not _is_run_folder(path, args.command) and path.is_dir() and any(path.iterdir()):
+    if args.resume and not _is_run_folder(path, args.command) and entries(path):
         raise ValueError(f"--resume {str(path)!r}: no svdd {args.command} run there, and the folder is not empty")
-    if not args.resume and path.is_dir() and any(path.iterdir()):
+    if not args.resume and entries(path):
         if not args.overwrite:
             raise ValueError(f"--out {str(path)!r} is not empty: pass --resume {path} to continue the run in it, or "
                              "--overwrite to replace it")
         if not _is_run_folder(path, args.command):
             raise ValueError(f"--out {str(path)!r} is not empty and holds no svdd {args.command} run: --overwrite only "
                              "replaces svdd's own output; pick another --out")
-        if args.command == "compare":  # sample's folder is replaced by RunFolder.open
-            import shutil
-            for child in path.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     _check_out(str(path))
+    lock_folder(path)  # one writer at a time (held until the command ends)
+    if not args.resume and args.overwrite and args.command != "sample":  # sample's folder is replaced by RunFolder.open
+        clear(path)
     return path
 
 
 def cmd_sample(args) -> int:
-    import dataclasses
-    import json
-
-    from .engine import Cost
-    from .methods import METHODS
-    from .result import Diagnostics, SampleResult
-    from .runs import RunFolder, SampleJob, plan, run_chunks
+    from .distributed import torchrun_world
+    from .runs import check_options, sample_run
     from .tasks import get_task
     task = get_task(args.task)
-    if args.method not in METHODS:
-        raise ValueError(f"unknown method {args.method!r}; expected one of {sorted(METHODS)}")
-    opts = _overrides(args)
-    fields = _fields(args.method)
-    bad = sorted(set(opts) - fields)
-    if bad:
-        raise ValueError(f"method {args.method!r} has no option(s) {bad}; its options: {sorted(fields)}")
+    check_options(args.method, _overrides(args))  # before the folder is made
     task_options = _task_options(args, task)
-    from .distributed import run_ray, run_torchrun, torchrun_world
     world = torchrun_world()
-    if world is not None and args.engine == "ray":
-        raise ValueError("--engine ray under torchrun: use one of them")
-    asked_device = task_options.get("device")
-    if world is not None and str(asked_device).startswith("cuda"):
-        task_options["device"] = f"cuda:{world[2]}"  # one GPU per rank (torchrun's LOCAL_RANK)
-    if args.engine == "ray" and str(asked_device).startswith("cuda") and not args.gpus_per_worker:
-        raise ValueError("--engine ray with --device cuda needs --gpus-per-worker (e.g. 1): Ray hides the GPUs "
-                         "from workers that reserve none")
     path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
     settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
                 "auto_batch": args.auto_batch, "dedupe": args.dedupe}
-    job = SampleJob(task.name, task_options, args.method, opts, settings, progress=_progress(args) and world is None)
-    spec = job.spec
-    n = args.num_samples if args.num_samples is not None else task.num_samples
-    config = job.config(n, args.seed, args.chunk_size)
-    if asked_device is not None:  # as asked, not per rank: a run resumes under any engine
-        config["task"] = {**config["task"], "options": {**config["task"].get("options", {}), "device": asked_device}}
-    from .methods import get_method
-    method = get_method(args.method, **spec.resolve(opts))  # bad options fail here, before the folder is written
-    method.check(spec.model, spec.reward)
 
-    def open_run(join: bool) -> RunFolder:
-        args._run = RunFolder.open(path, config, plan(n, args.chunk_size, args.seed), resume=bool(args.resume) or join,
-                                   overwrite=args.overwrite and not join, command=_resume_command(args, path))
-        return args._run
+    def opened(run) -> None:
+        args._run = run
 
-    if world is not None:
-        run = run_torchrun(open_run, job, progress=_progress(args))
-        if run is None:  # not rank 0: rank 0 merges and reports
-            return 0
-        ran = len(run.chunks)
-    else:
-        run = open_run(False)
-    if world is None:
-        ran = run_ray(run, job, workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
-                      progress=_progress(args)) if args.engine == "ray" else run_chunks(run, job, _progress(args))
-    merged = run.merged()
-    metas = merged["meta"]
-    cost = Cost(**{k: sum(m["cost"][k] for m in metas) for k in dataclasses.asdict(Cost()) if k != "num_samples"},
-                num_samples=n)
-    run_config = {**metas[0]["run_config"], "num_samples": n, "seed": args.seed, "chunk_size": args.chunk_size,
-                  "chunk_seeds": [c["seed"] for c in run.chunks]}
-    res = SampleResult(samples=merged["samples"], rewards=merged["rewards"], diagnostics=Diagnostics(), cost=cost,
-                       config=run_config)
-    out = res.save(path)
-    summary = res.summary()
-    diags = [m["diagnostics"] for m in metas]
-    summary["diagnostics"] = {"steps": diags[0]["steps"],
-                              **{k: sum(d[k] for d in diags) for k in ("resampling_events", "failed_candidates",
-                                                                        "all_candidates_failed")},
-                              "min_ess": min((d["min_ess"] for d in diags if d["min_ess"] is not None), default=None)}
-    summary["log_z_per_chunk"] = [m["log_z"] for m in metas] if any(m["log_z"] is not None for m in metas) else None
-    (out / "run.json").write_text(json.dumps({"config": run_config, "summary": summary, "task": spec.config,
-                                              "chunks": len(metas)}, indent=2, default=str))
-    if spec.write_samples is not None:
-        rewards = {spec.reward.name: res.rewards}
-        if merged["eval_rewards"] is not None:
-            rewards[spec.eval_reward.name] = merged["eval_rewards"]
-        spec.write_samples(out, res.samples, rewards)
-    if merged["text"] is not None:
-        with open(out / "samples.txt", "w") as f:
-            for s, r in zip(merged["text"], res.rewards.tolist()):
-                f.write(f"{s}\t{r:.6g}\n")
+    res = sample_run(path, task.name, args.method, num_samples=args.num_samples, seed=args.seed,
+                     chunk_size=args.chunk_size, task_options=task_options, options=_overrides(args),
+                     engine=args.engine, workers=args.workers, address=args.address,
+                     gpus_per_worker=args.gpus_per_worker, reward_workers=args.reward_workers,
+                     cpus_per_reward_worker=args.cpus_per_reward_worker, resume=bool(args.resume),
+                     overwrite=args.overwrite, progress=_progress(args), command=_resume_command(args, path),
+                     on_open=opened, **settings)
+    if res is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    summary, run = res.summary(), res.config["run"]
     c = summary["cost_per_sample"]
-    resumed = f" ({len(metas) - ran} of {len(metas)} chunks from the earlier run)" if ran < len(metas) else ""
+    earlier = run["chunks"] - run["chunks_run_now"]
+    resumed = f" ({earlier} of {run['chunks']} chunks from the earlier run)" if earlier else ""
     print(f"{args.method} on {task.name}: {summary['num_samples']} samples{resumed}, reward median "
           f"{summary['reward_median']:.4f}, p90 {summary['reward_p90']:.4f}; per sample: {c['network_evals']:.1f} network "
           f"evals, {c['reward_evals']:.1f} reward evals ({c['reward_calls']:.1f} reward calls, of which "
           f"{c['stored_hits']:.1f} were answered by earlier runs; {c['cache_hits']:.1f} repeats answered by the cache; "
-          f"{c['reward_seconds']:.3g} s in the reward); written to {out}")
+          f"{c['reward_seconds']:.3g} s in the reward); written to {path}")
     return 0
 
 
@@ -335,9 +288,9 @@ def cmd_compare(args) -> int:
     return 0
 
 
-def _compare_manifest(args, out: Path, config: dict) -> None:
-    """A comparison's manifest: the settings every (method, seed) run in ``out/runs`` shares. A resume with other
-    settings is an error naming them; methods and seeds may be added (each run is stored under its own key)."""
+def _compare_manifest(args, out: Path, config: dict, kind: str = "compare") -> None:
+    """A comparison's (or frontier's) manifest: the settings every run in ``out/runs`` shares. A resume with other
+    settings is an error naming them; methods, seeds and M may be added (each run is stored under its own key)."""
     import json
 
     from . import __version__
@@ -350,9 +303,10 @@ def _compare_manifest(args, out: Path, config: dict) -> None:
             keys = _diff(old.get("config"), config)
             then = ", ".join(f"{k}={_get(old.get('config'), k)!r}" for k in keys[:5])
             now = ", ".join(f"{k}={_get(config, k)!r}" for k in keys[:5])
-            raise ValueError(f"{out} holds a comparison with other settings: {', '.join(keys)} differ(s) (the run: "
+            what = "comparison" if kind == "compare" else kind
+            raise ValueError(f"{out} holds a {what} with other settings: {', '.join(keys)} differ(s) (the run: "
                              f"{then}; now: {now}). Resume it with the same settings, or start again with --overwrite")
-    manifest = {"format": 1, "kind": "compare", "svdd_version": __version__, "config": config,
+    manifest = {"format": 1, "kind": kind, "svdd_version": __version__, "config": config,
                 "config_hash": config_hash(config), "command": _resume_command(args, out)}
     atomic_write(path, json.dumps(manifest, indent=2).encode())
 
@@ -381,14 +335,15 @@ def cmd_frontier(args) -> int:
     if args.alpha is not None:
         check_alpha(args.alpha, positive=True)
     task_options = _task_options(args, task)
-    _check_out(args.out)
+    out = _run_dir(args)
     spec = task.make(**task_options)
-    table = run_frontier(task, spec, args.Ms, num_samples=args.num_samples if args.num_samples is not None else 64,
-                         seed=args.seed,
-                         max_batch=args.max_batch, out=Path(args.out), progress=_progress(args), smc_alpha=args.alpha,
-                         reward_budget=args.reward_budget)
+    n = args.num_samples if args.num_samples is not None else 64
+    _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seed": args.seed,
+                                  "max_batch": args.max_batch, "reward_budget": args.reward_budget}, kind="frontier")
+    table = run_frontier(task, spec, args.Ms, num_samples=n, seed=args.seed, max_batch=args.max_batch, out=out,
+                         progress=_progress(args), smc_alpha=args.alpha, reward_budget=args.reward_budget)
     print(table)
-    print(f"\nwritten: {args.out}/frontier.md, frontier.csv, frontier.png")
+    print(f"\nwritten: {out}/frontier.md, frontier.csv, frontier.png")
     return 0
 
 
@@ -433,6 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive, default=2, help="Ray actors (--engine ray)")
     s.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--engine ray; default: local)")
     s.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (--engine ray)")
+    s.add_argument("--reward-workers", type=_int_at_least(0), default=0,
+                   help="evaluate the reward in this many separate Ray actors shared by the model workers (--engine "
+                        "ray; for a slow reward such as docking); 0: each model worker calls its own")
+    s.add_argument("--cpus-per-reward-worker", type=float, default=1.0, help="CPUs per reward actor (--engine ray)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
@@ -461,7 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     f = sub.add_parser("frontier", help="reward versus cost for SVDD and Best-of-N at several M, and SMC",
                        description="Reward versus cost for SVDD and Best-of-N at each M of --Ms, and SMC. Method "
                        "options rule: --alpha sets SMC's alpha (default: the task's); --M and --set are errors.")
-    common(f)
+    common(f, out_required=False)
+    f.add_argument("--resume", metavar="OUT", default=None,
+                   help="continue the frontier in OUT: its finished runs are reused, M may be added, other settings "
+                        "are an error; starts it when OUT holds none yet")
+    f.add_argument("--overwrite", action="store_true", help="replace the frontier already in --out")
     f.add_argument("--Ms", type=_int_list("candidate counts", 1), default="1,2,5,10,20,40",
                    help="comma-separated candidate counts")
     f.add_argument("--seed", type=_seed, default=0)
@@ -476,10 +439,11 @@ def _interrupted(args) -> str:
         done = len(run.finished())
         return (f"interrupted: {done} of {len(run.chunks)} chunk(s) finished and kept in {run.path}; resume with: "
                 f"{run.manifest.get('command') or 'the same command with --resume ' + str(run.path)}")
-    if args.command == "compare":
+    if args.command in ("compare", "frontier"):
         out = Path(args.resume or args.out)
         done = sorted((out / "runs").glob("*.pt")) if (out / "runs").is_dir() else []
-        return (f"interrupted: {len(done)} finished (method, seed) run(s) are kept in {out / 'runs'}; resume with: "
+        what = "(method, seed) run(s)" if args.command == "compare" else "run(s)"
+        return (f"interrupted: {len(done)} finished {what} are kept in {out / 'runs'}; resume with: "
                 f"{_resume_command(args, out)}")
     return f"interrupted: nothing was written to {args.out or args.resume}; rerun the command to start again"
 
@@ -501,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     args._argv = list(argv) if argv is not None else sys.argv[1:]
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+    from .runs import unlock_folder
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:  # bad input; anything else is a bug and keeps its traceback
@@ -515,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `svdd tasks | head`
         sys.stderr.close()
         return 0
+    finally:
+        unlock_folder()
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,20 +75,8 @@ def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]
         name = opts.pop("method")
         row = MethodRow(label, {"method": name, **_plain(opts)})
         for seed in seeds:
-            key = json.dumps({"options": row.options, "seed": seed, "num_samples": num_samples,
-                              "reward": getattr(spec.reward, "name", None),
-                              "steps": getattr(spec.model, "num_steps", None), "reward_budget": reward_budget,
-                              "task": spec.config},  # the task's weights hashes: new networks never reuse old runs
-                             sort_keys=True, default=str)
             path = cache / f"{label}-seed{seed}.pt" if cache is not None else None
-            rec = _load_run(path) if path is not None and path.exists() else None
-            if rec is None or rec.get("key") != key:
-                rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, reward_budget=reward_budget)
-                rec["key"] = key
-                if path is not None:
-                    _save_run(rec, path)
-            elif rec.get("samples") is not None:  # cached run: metrics are cheap functions of its samples
-                rec["metrics"] = {k: f(rec["samples"]) for k, f in spec.set_metrics.items()}
+            rec = _stored_run(spec, name, opts, seed, num_samples, max_batch, progress, reward_budget, path)
             row.rewards.append(rec["rewards"])
             if rec["eval_rewards"] is not None:
                 row.eval_rewards.append(rec["eval_rewards"])
@@ -137,10 +124,13 @@ _ARRAYS = ("rewards", "eval_rewards", "naturalness")  # numpy arrays of a run re
 
 def _save_run(rec: dict, path: Path) -> None:
     """A finished run, written atomically with tensors in place of arrays (loadable with ``weights_only=True``)."""
+    import io
+
+    from .runs import atomic_write
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({k: torch.from_numpy(v) if k in _ARRAYS and v is not None else v for k, v in rec.items()}, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save({k: torch.from_numpy(v) if k in _ARRAYS and v is not None else v for k, v in rec.items()}, buf)
+    atomic_write(path, buf.getvalue())
 
 
 def _load_run(path: Path) -> dict | None:
@@ -150,6 +140,26 @@ def _load_run(path: Path) -> dict | None:
     except Exception:  # an unreadable or old-format file: run again
         return None
     return {k: v.numpy() if k in _ARRAYS and v is not None else v for k, v in rec.items()}
+
+
+def _stored_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int | None,
+                progress: bool, reward_budget: float | None, path: Path | None, full: bool = True) -> dict:
+    """`_one_run`, reused from ``path`` when a run with the same key (method options, seed, sizes, budget, the task's
+    config with its weight hashes) finished there before; a new run is stored there as soon as it ends."""
+    key = json.dumps({"options": {"method": name, **_plain(opts)}, "seed": seed, "num_samples": num_samples,
+                      "reward": getattr(spec.reward, "name", None), "steps": getattr(spec.model, "num_steps", None),
+                      "reward_budget": reward_budget,
+                      "task": spec.config},  # the task's weights hashes: new networks never reuse old runs
+                     sort_keys=True, default=str)
+    rec = _load_run(path) if path is not None and path.exists() else None
+    if rec is None or rec.get("key") != key:
+        rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, full=full, reward_budget=reward_budget)
+        rec["key"] = key
+        if path is not None:
+            _save_run(rec, path)
+    elif full and rec.get("samples") is not None:  # a stored run: metrics are cheap functions of its samples
+        rec["metrics"] = {k: f(rec["samples"]) for k, f in spec.set_metrics.items()}
+    return rec
 
 
 def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int, max_batch: int, progress: bool,
@@ -305,7 +315,8 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
                  max_batch: int | None = None, out: Path, progress: bool = False, smc_alpha: float | None = None,
                  reward_budget: float | None = None) -> str:
     """Median guidance reward against reward evaluations and wall seconds per sample, for SVDD-PM, SVDD-MC (when the
-    task ships a value net) and Best-of-N at each M, and SMC; one seed; a table and a two-panel figure."""
+    task ships a value net) and Best-of-N at each M, and SMC; one seed; a table and a two-panel figure. Each finished
+    run is stored in ``out/runs`` and reused by a later call (an interrupted frontier resumes; more M may be added)."""
     from tqdm.auto import tqdm
     smc_alpha = smc_alpha if smc_alpha is not None else task.methods.get("smc", {}).get("alpha", 1.0)
     runs = [("svdd-pm", M, "svdd", {"M": M}) for M in Ms] + [("best-of-n", M, "best-of-n", {"M": M}) for M in Ms]
@@ -314,7 +325,8 @@ def run_frontier(task: Task, spec: TaskSpec, Ms: list[int], *, num_samples: int 
     runs.append(("smc", 1, "smc", {"alpha": smc_alpha}))
     rows = []
     for family, M, name, opts in tqdm(runs, desc=f"frontier {task.name}", disable=not progress):
-        rec = _one_run(spec, name, opts, seed, num_samples, max_batch, progress, full=False, reward_budget=reward_budget)
+        path = out / "runs" / f"{family}-M{M}-seed{seed}.pt"
+        rec = _stored_run(spec, name, opts, seed, num_samples, max_batch, progress, reward_budget, path, full=False)
         c = rec["cost"]
         med, p90 = rec["quantiles"]
         row = {"family": family, "M": M, "reward_median": med, "reward_p90": p90,

@@ -68,12 +68,16 @@ class SampleResult:
 
     def save(self, folder: str | Path) -> Path:
         """Write samples.pt, rewards.csv and run.json (config, cost, summary) into ``folder``."""
+        import io
+
+        from .runs import atomic_write
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"samples": self.samples.cpu(), "rewards": self.rewards.cpu()}, folder / "samples.pt")
-        with open(folder / "rewards.csv", "w") as f:
-            f.write("index,reward\n")
-            for k, r in enumerate(self.rewards.tolist()):
-                f.write(f"{k},{r!r}\n")
-        (folder / "run.json").write_text(json.dumps({"config": self.config, "summary": self.summary()}, indent=2, default=str))
+        buf = io.BytesIO()
+        torch.save({"samples": self.samples.cpu(), "rewards": self.rewards.cpu()}, buf)
+        atomic_write(folder / "samples.pt", buf.getvalue())
+        csv = "index,reward\n" + "".join(f"{k},{r!r}\n" for k, r in enumerate(self.rewards.tolist()))
+        atomic_write(folder / "rewards.csv", csv.encode())
+        atomic_write(folder / "run.json", json.dumps({"config": self.config, "summary": self.summary()}, indent=2,
+                                                     default=str).encode())
         return folder

@@ -31,6 +31,7 @@ import torch
 
 FORMAT = 1
 MANIFEST = "manifest.json"
+LOCK = ".svdd.lock"  # held (flock) by the process that writes the folder; ignored when a folder's contents are listed
 
 
 def chunk_seed(seed: int, k: int) -> int:
@@ -73,6 +74,57 @@ def atomic_write(path: Path, data: bytes) -> None:
         pass
 
 
+def entries(path: Path) -> list[Path]:
+    """What a folder holds, its lock file left out (a folder holding only the lock counts as empty)."""
+    return [c for c in Path(path).iterdir() if c.name != LOCK] if Path(path).is_dir() else []
+
+
+_HELD: dict[str, Any] = {}  # resolved folder -> the open lock file this process holds
+
+
+def lock_folder(path: str | Path) -> bool:
+    """Take the exclusive lock of a run folder (``fcntl.flock`` on ``path/.svdd.lock``, created with the folder): a
+    second svdd process writing the same folder (sample, compare or frontier; another `--overwrite`) gets an error
+    naming the holder instead of tearing the first one's files. The lock goes with the process however it ends (a
+    `kill -9` leaves no stale lock). Re-entrant within a process. Returns whether this call took it (then
+    `unlock_folder` releases it). No-op where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    import socket
+    import time
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    if key in _HELD:
+        return False
+    f = open(path / LOCK, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise ValueError(f"{path} is in use by another svdd run ({holder}); wait for it to end or stop it, "
+                         "or pick another folder") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    f.flush()
+    _HELD[key] = f
+    return True
+
+
+def unlock_folder(path: str | Path | None = None) -> None:
+    """Release the lock of ``path`` (every lock this process holds when None)."""
+    keys = list(_HELD) if path is None else [str(Path(path).resolve())]
+    for key in keys:
+        f = _HELD.pop(key, None)
+        if f is not None:
+            f.close()  # closing the file releases the flock
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted keys where two JSON-like configs differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -102,7 +154,7 @@ class RunFolder:
         config = json.loads(json.dumps(config, default=str))  # as it will read back
         manifest_path = path / MANIFEST
         if resume and not manifest_path.exists():  # nothing to resume yet: start the run (an empty folder only)
-            if path.exists() and any(path.iterdir()):
+            if entries(path):
                 raise ValueError(f"{path} holds no run to resume (no {MANIFEST}) but is not empty; pick another folder")
             resume = False
         if resume:
@@ -120,15 +172,14 @@ class RunFolder:
             run = cls(path, old)
             run.chunks_dir.mkdir(parents=True, exist_ok=True)
             return run
-        if path.exists() and any(path.iterdir()):
+        if entries(path):
             if not overwrite:
                 raise ValueError(f"{path} is not empty: pass --resume {path} to continue the run in it, or "
                                  "--overwrite to replace it")
             if not manifest_path.exists():
                 raise ValueError(f"{path} is not empty and holds no svdd run ({MANIFEST}): --overwrite only replaces "
                                  "a run folder; pick another --out")
-            for child in path.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            clear(path)
         path.mkdir(parents=True, exist_ok=True)
         from . import __version__
         manifest = {"format": FORMAT, "svdd_version": __version__, "config": config,
@@ -213,6 +264,12 @@ class RunFolder:
         return cat
 
 
+def clear(path: Path) -> None:
+    """Remove what a folder holds (its lock file stays: another process may be waiting on it)."""
+    for child in entries(path):
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+
+
 def _get(config: Any, dotted: str) -> Any:
     for key in dotted.split("."):
         if not isinstance(config, dict) or key not in config:
@@ -235,20 +292,25 @@ def run_chunks(run: RunFolder, one: Callable[[dict[str, int]], dict[str, Any]], 
 
 
 class SampleJob:
-    """What one chunk of a `svdd sample` run needs, as plain data (task name and options, method and options, engine
-    settings): a worker process or a Ray actor builds the task once and then runs any chunk of the run."""
+    """What one chunk of a run needs, as plain data (task and its options, method and options, engine settings): a
+    worker process or a Ray actor builds the task once and then runs any chunk of the run. ``task`` is a registered
+    task's name or a `svdd.tasks.Task` (your own model and reward: see `sample_run`)."""
 
-    def __init__(self, task: str, task_options: dict[str, Any], method: str, options: dict[str, Any],
+    def __init__(self, task: Any, task_options: dict[str, Any], method: str, options: dict[str, Any],
                  settings: dict[str, Any], progress: bool = False):
         self.task, self.task_options, self.method = task, dict(task_options), method
         self.options, self.settings, self.progress = dict(options), dict(settings), progress
         self._spec = None
+        self.reward_pool = None  # a `svdd.distributed.RayRewardPool` that evaluates the reward instead (Ray engine)
 
     @property
     def spec(self):
         if self._spec is None:
             from .tasks import get_task
-            self._spec = get_task(self.task).make(**self.task_options)
+            task = get_task(self.task) if isinstance(self.task, str) else self.task
+            self._spec = task.make(**self.task_options)
+            if self.reward_pool is not None:
+                self._spec.reward = self.reward_pool.reward(self._spec.reward)
         return self._spec
 
     def config(self, num_samples: int, seed: int, chunk_size: int) -> dict[str, Any]:
@@ -274,3 +336,153 @@ class SampleJob:
 
     def __getstate__(self):  # ship the description, not the built task: each worker builds its own once
         return {**self.__dict__, "_spec": None}
+
+
+def check_options(method: str, options: dict[str, Any]) -> None:
+    """A known method name, and options it has (an option it does not have is an error naming it)."""
+    import dataclasses
+
+    from .methods import METHODS
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
+    fields = {f.name for f in dataclasses.fields(METHODS[method])}
+    bad = sorted(set(options) - fields)
+    if bad:
+        raise ValueError(f"method {method!r} has no option(s) {bad}; its options: {sorted(fields)}")
+
+
+SETTINGS = ("max_batch", "reward_budget", "precision", "auto_batch", "dedupe")  # `svdd.sample` options in a run config
+
+
+def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples: int | None = None, seed: int = 0,
+               chunk_size: int = 256, task_options: dict[str, Any] | None = None,
+               options: dict[str, Any] | None = None, engine: str = "local", workers: int = 2,
+               address: str | None = None, gpus_per_worker: float = 0.0, reward_workers: int = 0,
+               cpus_per_reward_worker: float = 1.0, resume: bool = False, overwrite: bool = False,
+               progress: bool | None = None, command: str | None = None, on_open: Callable | None = None,
+               **settings: Any):
+    """A durable run: ``num_samples`` samples of ``method`` on ``task`` in chunks, each written to the run folder
+    ``out`` as it finishes, merged at the end into the task's usual files (samples.pt, rewards.csv, run.json, and
+    the task's own sample files). What `svdd sample` does, from Python.
+
+    Args:
+        task: a registered task's name (`svdd tasks`) or a `svdd.tasks.Task` whose ``build(**task_options)`` returns
+            a `TaskSpec` with your model and reward (for Ray, ``build`` must be importable or picklable by Ray).
+        options: the method's options (M, alpha, value, select_every, ...).
+        engine: 'local' (this process; under torchrun, this rank's share of the chunks) or 'ray' (``workers`` actors,
+            ``gpus_per_worker`` GPUs each, on the cluster at ``address`` or a local one).
+        reward_workers: Ray only: evaluate the reward in this many separate Ray actors (``cpus_per_reward_worker``
+            CPUs each), shared by the model workers -- for a slow reward such as docking. The samples are the same.
+        resume: continue the run in ``out`` (finished chunks are checked and kept; a config change is an error naming
+            it); ``overwrite``: replace the run there. Without either, ``out`` must be empty or absent.
+        settings: `svdd.sample` options (max_batch, reward_budget, precision, auto_batch, dedupe).
+
+    Returns the merged `SampleResult` (its ``config["run"]`` says how many chunks ran in this call), or None on a
+    torchrun rank other than 0. The folder is locked while the run writes it.
+    """
+    import inspect
+    import sys
+
+    from .api import sample
+    from .distributed import run_ray, run_torchrun, torchrun_world
+    from .methods import get_method
+    from .tasks import get_task
+    bad = sorted(set(settings) - set(SETTINGS))
+    if bad:
+        raise TypeError(f"sample_run() got unexpected option(s) {bad}; method options go in options=, run settings "
+                        f"are {list(SETTINGS)}")
+    defaults = inspect.signature(sample).parameters
+    settings = {k: settings.get(k, defaults[k].default) for k in SETTINGS}
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if reward_workers and engine != "ray":
+        raise ValueError(f"reward_workers={reward_workers} needs engine='ray'")
+    task_obj = get_task(task) if isinstance(task, str) else task
+    options, task_options = dict(options or {}), dict(task_options or {})
+    check_options(method, options)
+    world = torchrun_world()
+    if world is not None and engine == "ray":
+        raise ValueError("the Ray engine under torchrun: use one of them")
+    asked_device = task_options.get("device")
+    if world is not None and str(asked_device).startswith("cuda"):
+        task_options["device"] = f"cuda:{world[2]}"  # one GPU per rank (torchrun's LOCAL_RANK)
+    if engine == "ray" and str(asked_device).startswith("cuda") and not gpus_per_worker:
+        raise ValueError("the Ray engine with device cuda needs gpus_per_worker (e.g. 1): Ray hides the GPUs from "
+                         "workers that reserve none")
+    if progress is None:
+        progress = sys.stderr.isatty()
+    job = SampleJob(task, task_options, method, options, settings, progress=progress and world is None)
+    spec = job.spec
+    n = num_samples if num_samples is not None else task_obj.num_samples
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {n!r}")
+    config = job.config(n, seed, chunk_size)
+    if asked_device is not None:  # as asked, not per rank: a run resumes under any engine
+        config["task"] = {**config["task"], "options": {**config["task"].get("options", {}), "device": asked_device}}
+    m = get_method(method, **spec.resolve(options))  # bad options fail here, before the folder is written
+    m.check(spec.model, spec.reward)
+    path = Path(out)
+    leader = world is None or world[0] == 0
+    took = lock_folder(path) if leader else False
+    try:
+        def open_run(join: bool) -> RunFolder:
+            run = RunFolder.open(path, config, plan(n, chunk_size, seed), resume=resume or join,
+                                 overwrite=overwrite and not join, command=command)
+            if on_open is not None:
+                on_open(run)
+            return run
+
+        if world is not None:
+            run = run_torchrun(open_run, job, progress=progress)
+            if run is None:  # not rank 0: rank 0 merges and reports
+                return None
+            ran = len(run.chunks)
+        else:
+            run = open_run(False)
+            if engine == "ray":
+                ran = run_ray(run, job, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
+                              reward_workers=reward_workers, cpus_per_reward_worker=cpus_per_reward_worker,
+                              progress=progress)
+            else:
+                ran = run_chunks(run, job, progress)
+        return _merge(run, spec, n, seed, chunk_size, ran)
+    finally:
+        if took:
+            unlock_folder(path)
+
+
+def _merge(run: RunFolder, spec, n: int, seed: int, chunk_size: int, ran: int):
+    """The merged output of a finished run folder, written beside its chunks; the `SampleResult`."""
+    import dataclasses
+    import json
+
+    from .engine import Cost
+    from .result import Diagnostics, SampleResult
+    merged = run.merged()
+    metas = merged["meta"]
+    cost = Cost(**{k: sum(m["cost"][k] for m in metas) for k in dataclasses.asdict(Cost()) if k != "num_samples"},
+                num_samples=n)
+    run_config = {**metas[0]["run_config"], "num_samples": n, "seed": seed, "chunk_size": chunk_size,
+                  "chunk_seeds": [c["seed"] for c in run.chunks]}
+    res = SampleResult(samples=merged["samples"], rewards=merged["rewards"], diagnostics=Diagnostics(), cost=cost,
+                       config=run_config)
+    out = res.save(run.path)
+    summary = res.summary()
+    diags = [m["diagnostics"] for m in metas]
+    summary["diagnostics"] = {"steps": diags[0]["steps"],
+                              **{k: sum(d[k] for d in diags) for k in ("resampling_events", "failed_candidates",
+                                                                        "all_candidates_failed")},
+                              "min_ess": min((d["min_ess"] for d in diags if d["min_ess"] is not None), default=None)}
+    summary["log_z_per_chunk"] = [m["log_z"] for m in metas] if any(m["log_z"] is not None for m in metas) else None
+    atomic_write(out / "run.json", json.dumps({"config": run_config, "summary": summary, "task": spec.config,
+                                               "chunks": len(metas)}, indent=2, default=str).encode())
+    if spec.write_samples is not None:
+        rewards = {spec.reward.name: res.rewards}
+        if merged["eval_rewards"] is not None:
+            rewards[spec.eval_reward.name] = merged["eval_rewards"]
+        spec.write_samples(out, res.samples, rewards)
+    if merged["text"] is not None:
+        lines = "".join(f"{s}\t{r:.6g}\n" for s, r in zip(merged["text"], res.rewards.tolist()))
+        atomic_write(out / "samples.txt", lines.encode())
+    res.config["run"] = {"path": str(run.path), "chunks": len(metas), "chunks_run_now": ran}
+    return res
