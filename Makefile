@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
 .PHONY: install data-fashion results-fashion train-fashion test test-slow demo bench results-dna train-dna clean \
-	results-molecules train-molecules
+	results-molecules train-molecules train-rna results-rna
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -107,3 +107,23 @@ results-molecules: install
 	  $(VENV)/bin/svdd compare --task molecule-$$r --seeds 0,1,2 --num-samples 16 --resume results/molecule-$$r || exit 1; \
 	done
 	$(PY) benchmarks/molecule_docking.py redock --compare results/molecule-docking-parp1 --cache $(DOCKING_CACHE)
+
+# the SYNTHETIC RNA 5'UTR task, built only with the folder-task commands a user runs on their own data: a random N50
+# library labelled by two MRL proxies (svdd.tasks.rna_utr.proxy; not measurements), a prior, a guidance oracle on
+# proxy A, a held-out evaluation oracle on proxy B (another split and seed), a value net
+RNA_DATA ?= $(HOME)/.cache/svdd/rna-utr
+RNA_WEIGHTS := src/svdd/tasks/rna_utr/weights
+train-rna: install
+	$(PY) -m svdd.tasks.rna_utr.data --out $(RNA_DATA) --num 20000 --seed 0
+	$(VENV)/bin/svdd train prior --fasta $(RNA_DATA)/library.fasta --alphabet ACGU --minutes 10 --num-steps 50 \
+	  --out $(RNA_WEIGHTS)/prior --overwrite --quiet
+	$(VENV)/bin/svdd train oracle --csv $(RNA_DATA)/library.csv --sequence-column sequence --target mrl_a \
+	  --prior $(RNA_WEIGHTS)/prior --split-column split --seed 0 --epochs 30 --out $(RNA_WEIGHTS)/oracle-guidance --overwrite --quiet
+	$(VENV)/bin/svdd train oracle --csv $(RNA_DATA)/library.csv --sequence-column sequence --target mrl_b \
+	  --prior $(RNA_WEIGHTS)/prior --heldout 0.1 --seed 1 --epochs 30 --out $(RNA_WEIGHTS)/oracle-evaluation --overwrite --quiet
+	$(VENV)/bin/svdd train value --prior $(RNA_WEIGHTS)/prior --oracle $(RNA_WEIGHTS)/oracle-guidance --rollouts 2048 \
+	  --epochs 20 --out $(RNA_WEIGHTS)/value --overwrite --quiet
+
+results-rna: install
+	$(VENV)/bin/svdd compare --task rna-utr-mrl --seeds 0,1,2 --num-samples 128 --resume results/rna-utr-mrl --quiet
+	$(VENV)/bin/svdd frontier --task rna-utr-mrl --num-samples 64 --Ms 1,2,5,10,20 --resume results/rna-utr-mrl/frontier --quiet

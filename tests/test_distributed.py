@@ -75,17 +75,18 @@ def build():
 task = Task("logged-motif", "toy-motif, writing down which process evaluates its reward", build, num_samples=600)
 ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
 pids = {}
-for k in (0, 1):
+for k, opts in enumerate([{"reward_workers": 0}, {"reward_workers": 1}, {"reward_workers": 1, "write_on": "driver"}]):
     open(LOG, "w").close()
     svdd.sample_run(os.path.join(sys.argv[1], f"pool{k}"), task, chunk_size=100, engine="ray", workers=2,
-                    reward_workers=k, progress=False)
+                    progress=False, **opts)
     pids[k] = sorted(set(open(LOG).read().split()))
 print(json.dumps(pids))
 '''
 
 
 def test_ray_reward_pool_serves_every_model_worker(tmp_path, reference):
-    """--reward-workers: the reward runs in its own actor, shared by both model workers; the samples are the same."""
+    """--reward-workers: the reward runs in its own actor, shared by both model workers; the samples are the same,
+    also when the driver writes the chunk files (--write-on driver)."""
     pytest.importorskip("ray", reason="--engine ray needs Ray (pip install 'svdd[ray]')")
     import json
     script = tmp_path / "pool.py"
@@ -96,5 +97,6 @@ def test_ray_reward_pool_serves_every_model_worker(tmp_path, reference):
     pids = json.loads(p.stdout.strip().splitlines()[-1])
     assert len(pids["0"]) == 2  # each model worker called its own reward
     assert len(pids["1"]) == 1 and not set(pids["1"]) & set(pids["0"])  # one reward actor served both
-    for k in (0, 1):
+    assert len(pids["2"]) == 1  # the same, with the chunk files written by the driver
+    for k in (0, 1, 2):
         assert (tmp_path / f"pool{k}" / "samples.txt").read_text() == reference

@@ -186,3 +186,17 @@ def test_three_ways_example(tmp_path):
         assert p.returncode == 0, p.stderr
         outs.append((tmp_path / args[args.index("--out") + 1] / "samples.txt").read_text())
     assert outs[0] == outs[1] == outs[2]
+
+
+def test_sample_run_example(tmp_path, monkeypatch):
+    """The Python entry point for run folders, with the toy motif model and reward as "your" model and reward."""
+    monkeypatch.chdir(tmp_path)
+    code = substitute(block("python", "svdd.sample_run("), {
+        "model=my_model(), reward=my_reward": "model=build_toy_motif(num_steps=8)[0], reward=build_toy_motif()[1]",
+        "num_samples=10_000": "num_samples=100", "chunk_size=500": "chunk_size=25",
+        "from svdd.tasks import Task, TaskSpec\n": "from svdd.tasks import Task, TaskSpec\n"
+                                                   "from svdd.tasks.toy import build_toy_motif\n"})
+    ns = {}
+    exec(compile(code, "README: sample_run", "exec"), ns)
+    assert ns["res"].config["run"] == {"path": "runs/mine", "chunks": 4, "chunks_run_now": 0}
+    assert len(ns["res"]) == 100 and (tmp_path / "runs" / "mine" / "samples.pt").exists()

@@ -88,6 +88,27 @@ def _task_options(args, task) -> dict:
     return opts
 
 
+def _get_task(args):
+    """The registered task of --task, or the folder task of --prior / --oracle (/ --eval-oracle / --value)."""
+    from .tasks import get_task
+    folders = {k: getattr(args, k, None) for k in ("prior", "oracle", "eval_oracle", "value")}
+    if not any(folders.values()):
+        if not args.task:
+            raise ValueError(f"{args.command} needs --task NAME (see `svdd tasks`) or --prior DIR --oracle DIR")
+        return get_task(args.task)
+    if args.task:
+        raise ValueError(f"--task {args.task!r} and --prior/--oracle name two tasks: give one of them")
+    if not (folders["prior"] and folders["oracle"]):
+        raise ValueError("a folder task needs both --prior DIR and --oracle DIR (from `svdd train prior` and "
+                         "`svdd train oracle`)")
+    from .tasks.folder import folder_task
+    from .tasks.folder.train import read_info
+    for k, kind in (("prior", "prior"), ("oracle", "oracle"), ("eval_oracle", "oracle"), ("value", "value")):
+        if folders[k]:
+            read_info(folders[k], kind)  # a missing or unfinished folder is named before any work
+    return folder_task(**folders)
+
+
 def _check_out(path: str) -> Path:
     """The output folder, created and checked writable before any work (an error here costs nothing)."""
     import os
@@ -203,8 +224,7 @@ def _run_dir(args) -> Path:
 def cmd_sample(args) -> int:
     from .distributed import torchrun_world
     from .runs import check_options, sample_run
-    from .tasks import get_task
-    task = get_task(args.task)
+    task = _get_task(args)
     check_options(args.method, _overrides(args))  # before the folder is made
     task_options = _task_options(args, task)
     world = torchrun_world()
@@ -215,11 +235,13 @@ def cmd_sample(args) -> int:
     def opened(run) -> None:
         args._run = run
 
-    res = sample_run(path, task.name, args.method, num_samples=args.num_samples, seed=args.seed,
+    res = sample_run(path, task if args.prior else task.name, args.method, num_samples=args.num_samples,
+                     seed=args.seed,
                      chunk_size=args.chunk_size, task_options=task_options, options=_overrides(args),
                      engine=args.engine, workers=args.workers, address=args.address,
                      gpus_per_worker=args.gpus_per_worker, reward_workers=args.reward_workers,
-                     cpus_per_reward_worker=args.cpus_per_reward_worker, resume=bool(args.resume),
+                     cpus_per_reward_worker=args.cpus_per_reward_worker, write_on=args.write_on,
+                     resume=bool(args.resume),
                      overwrite=args.overwrite, progress=_progress(args), command=_resume_command(args, path),
                      on_open=opened, **settings)
     if res is None:  # a torchrun rank other than 0: rank 0 reports
@@ -256,8 +278,7 @@ def _resume_command(args, path: Path) -> str:
 def cmd_compare(args) -> int:
     from .compare import run_comparison, summarize, write_outputs
     from .methods import METHODS
-    from .tasks import get_task
-    task = get_task(args.task)
+    task = _get_task(args)
     methods = dict(task.methods)
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -324,11 +345,41 @@ def _check_methods(methods: dict[str, dict], spec) -> None:
             raise ValueError(f"method {label!r}: {exc}") from None
 
 
+def cmd_train(args) -> int:
+    """`svdd train prior|oracle|value`: the folders of a folder task, from a user's FASTA / CSV."""
+    from .tasks.folder import train
+    command = _resume_command(args, Path(args.out)).replace(" --resume ", " --out ")
+    common = {"overwrite": args.overwrite, "progress": _progress(args), "command": command}
+    if args.what == "prior":
+        rec = train.train_prior(args.fasta, args.alphabet, args.out, length=args.length, heldout=args.heldout,
+                                seed=args.seed, minutes=args.minutes, batch=args.batch, num_steps=args.num_steps,
+                                resume=args.resume, **common)
+        print(f"prior: {rec['steps']} steps in {rec['wall_minutes']} min; held-out NELBO "
+              f"{rec['val_nelbo_nats_per_seq']} nats/seq (uniform: {rec['val_nelbo_uniform_nats_per_seq']}); "
+              f"sampled vs held-out k-mers: {rec['sample_kmers']}; written to {args.out}")
+    elif args.what == "oracle":
+        alphabet = args.alphabet
+        if alphabet is None and args.prior:
+            from .tasks.folder.train import read_info
+            alphabet = read_info(args.prior, "prior")["alphabet"]["letters"]
+        if alphabet is None:
+            raise ValueError("train oracle needs --alphabet LETTERS (in the prior's order) or --prior DIR")
+        rec = train.train_oracle(args.csv, args.sequence_column, args.target, args.out, alphabet=alphabet,
+                                 kind=args.task, split_column=args.split_column, heldout=args.heldout,
+                                 seed=args.seed, epochs=args.epochs, **common)
+        print(f"oracle for {args.target!r}: held-out {rec['heldout']} ({rec['data']}); written to {args.out}")
+    else:
+        rec = train.train_value(args.prior, args.oracle, args.out, rollouts=args.rollouts, epochs=args.epochs,
+                                seed=args.seed, num_steps=args.num_steps, **common)
+        print(f"value net: validation correlation with the final reward by time {rec['val_corr_by_time']}; "
+              f"written to {args.out}")
+    return 0
+
+
 def cmd_frontier(args) -> int:
     from .compare import run_frontier
     from .methods.base import check_alpha
-    from .tasks import get_task
-    task = get_task(args.task)
+    task = _get_task(args)
     bad = sorted(set(_overrides(args)) - {"alpha"})
     if bad:
         raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
@@ -353,7 +404,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tasks", help="list registered tasks").set_defaults(func=cmd_tasks)
 
     def common(sp, out_required=True):
-        sp.add_argument("--task", required=True, help="task name (see `svdd tasks`)")
+        sp.add_argument("--task", default=None, help="task name (see `svdd tasks`); or a folder task: --prior/--oracle")
+        sp.add_argument("--prior", default=None, help="a folder task's prior (from `svdd train prior`)")
+        sp.add_argument("--oracle", default=None, help="a folder task's guidance oracle (from `svdd train oracle`)")
+        sp.add_argument("--eval-oracle", default=None, help="a folder task's held-out evaluation oracle")
+        sp.add_argument("--value", default=None, help="a folder task's value net (from `svdd train value`; SVDD-MC)")
         sp.add_argument("--num-samples", type=_positive, default=None, help="samples per method (default: the task's)")
         sp.add_argument("--max-batch", type=_positive, default=None,
                         help="most rows per network/value/reward call (default: 1024 on CPU, 8192 on a GPU)")
@@ -392,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluate the reward in this many separate Ray actors shared by the model workers (--engine "
                         "ray; for a slow reward such as docking); 0: each model worker calls its own")
     s.add_argument("--cpus-per-reward-worker", type=float, default=1.0, help="CPUs per reward actor (--engine ray)")
+    s.add_argument("--write-on", choices=("workers", "driver"), default="workers",
+                   help="who writes the chunk files (--engine ray): the workers (default; OUT on a file system they "
+                        "all see) or this driver (workers on machines without OUT)")
     s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
@@ -429,6 +487,47 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated candidate counts")
     f.add_argument("--seed", type=_seed, default=0)
     f.set_defaults(func=cmd_frontier)
+    t = sub.add_parser("train", help="train a prior, an oracle or a value net from your own sequences",
+                       description="Train the folders of a folder task from your own FASTA / CSV files; then "
+                       "`svdd sample|compare|frontier --prior DIR --oracle DIR [--eval-oracle DIR] [--value DIR]`.")
+    ts = t.add_subparsers(dest="what", required=True)
+
+    def train_common(sp, what):
+        sp.add_argument("--out", required=True, help=f"folder for the {what} (weights, svdd.json, record)")
+        sp.add_argument("--seed", type=_seed, default=0)
+        sp.add_argument("--overwrite", action="store_true", help=f"replace the {what} already in --out")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.set_defaults(func=cmd_train, resume=False)
+
+    tp = ts.add_parser("prior", help="masked diffusion prior from a FASTA file")
+    tp.add_argument("--fasta", required=True, help="training sequences (any alphabet; fixed or variable length)")
+    tp.add_argument("--alphabet", required=True, help="the letters, in token order (e.g. ACGU)")
+    tp.add_argument("--length", type=_positive, default=None, help="pad to this length (default: the longest record)")
+    tp.add_argument("--heldout", type=float, default=0.05, help="held-out fraction for the validation NELBO")
+    tp.add_argument("--minutes", type=float, default=5.0, help="training time budget")
+    tp.add_argument("--batch", type=_positive, default=128)
+    tp.add_argument("--num-steps", type=_positive, default=50, help="denoising steps of the sampler (default 50)")
+    tp.add_argument("--resume", action="store_true", help="continue an interrupted training in --out")
+    train_common(tp, "prior")
+    to = ts.add_parser("oracle", help="reward oracle (CNN) from a CSV of sequences and measurements")
+    to.add_argument("--csv", required=True)
+    to.add_argument("--sequence-column", required=True)
+    to.add_argument("--target", required=True, help="the measurement column")
+    to.add_argument("--task", choices=("regression", "classification"), default="regression")
+    to.add_argument("--alphabet", default=None, help="the letters in the prior's order (or give --prior)")
+    to.add_argument("--prior", default=None, help="take the alphabet from this prior folder")
+    to.add_argument("--split-column", default=None,
+                    help="rows whose value here is test/heldout/valid are held out (default: a random --heldout)")
+    to.add_argument("--heldout", type=float, default=0.1, help="random held-out fraction (no --split-column)")
+    to.add_argument("--epochs", type=_positive, default=30)
+    train_common(to, "oracle")
+    tv = ts.add_parser("value", help="SVDD-MC value net from rollouts of a prior scored by an oracle")
+    tv.add_argument("--prior", required=True)
+    tv.add_argument("--oracle", required=True)
+    tv.add_argument("--rollouts", type=_positive, default=1024)
+    tv.add_argument("--epochs", type=_positive, default=20)
+    tv.add_argument("--num-steps", type=_positive, default=None, help="denoising steps (default: the prior's)")
+    train_common(tv, "value net")
     return p
 
 
@@ -445,6 +544,9 @@ def _interrupted(args) -> str:
         what = "(method, seed) run(s)" if args.command == "compare" else "run(s)"
         return (f"interrupted: {len(done)} finished {what} are kept in {out / 'runs'}; resume with: "
                 f"{_resume_command(args, out)}")
+    if args.command == "train" and args.what == "prior":
+        return (f"interrupted: the last checkpoint is kept in {args.out}; continue with the same command and "
+                "--resume")
     return f"interrupted: nothing was written to {args.out or args.resume}; rerun the command to start again"
 
 

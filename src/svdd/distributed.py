@@ -146,22 +146,31 @@ class _ChunkWorker:
         from pathlib import Path
         self.job, self.run = job, RunFolder(Path(path), manifest)
 
-    def run_chunk(self, chunk: dict[str, int]) -> int:
-        self.run.write_chunk(chunk["chunk"], **self.job(chunk))
+    def run_chunk(self, chunk: dict[str, int], write: bool = True):
+        """Run a chunk and write its file (``write``), or return its contents for the driver to write (workers on
+        machines that do not see the run folder)."""
+        out = self.job(chunk)
+        if not write:
+            return out
+        self.run.write_chunk(chunk["chunk"], **out)
         return chunk["chunk"]
 
 
 def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | None = None,
             gpus_per_worker: float = 0.0, reward_workers: int = 0, cpus_per_reward_worker: float = 1.0,
-            progress: bool = False) -> int:
+            write_on: str = "workers", progress: bool = False) -> int:
     """Run the unfinished chunks of ``run`` on ``workers`` Ray actors (one chunk at a time each), with the reward in
-    ``reward_workers`` separate actors when asked. Returns how many chunks ran. Starts a local Ray instance unless one
-    is running or ``address`` names a cluster."""
+    ``reward_workers`` separate actors when asked. Each chunk file is written by its worker (``write_on='workers'``:
+    the folder is on a file system every worker sees) or by this driver from what the worker returns
+    (``'driver'``). Returns how many chunks ran. Starts a local Ray instance unless one is running or ``address``
+    names a cluster."""
     try:
         import ray
     except ImportError:
         raise ValueError("--engine ray needs Ray: pip install 'svdd[ray]'") from None
     from tqdm.auto import tqdm
+    if write_on not in ("workers", "driver"):
+        raise ValueError(f"write_on must be 'workers' or 'driver', got {write_on!r}")
     if not (isinstance(cpus_per_reward_worker, (int, float)) and cpus_per_reward_worker > 0):
         raise ValueError(f"cpus_per_reward_worker must be a number > 0, got {cpus_per_reward_worker!r}")
     if not ray.is_initialized():
@@ -184,14 +193,18 @@ def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | 
     bar = tqdm(total=len(run.chunks), initial=len(run.chunks) - len(todo), desc="chunks (ray)", disable=not progress)
     pending, queue = {}, list(todo)
     try:
+        write = write_on == "workers"
         for a in pool:
             if queue:
-                pending[a.run_chunk.remote(queue.pop(0))] = a
+                c = queue.pop(0)
+                pending[a.run_chunk.remote(c, write)] = (a, c)
         while pending:
             (ref,), _ = ray.wait(list(pending), num_returns=1)
-            a = pending.pop(ref)
+            a, c = pending.pop(ref)
             try:
-                ray.get(ref)  # a worker's error stops the run here (finished chunks stay in the folder)
+                got = ray.get(ref)  # a worker's error stops the run here (finished chunks stay in the folder)
+                if not write:
+                    run.write_chunk(c["chunk"], **got)
             except ray.exceptions.RayTaskError as exc:  # the worker's own exception (e.g. a RunError naming the reward)
                 raise exc.as_instanceof_cause() from None
             except ray.exceptions.RayActorError as exc:
@@ -200,7 +213,8 @@ def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | 
                                "code?); finished chunks are kept: resume the run") from None
             bar.update()
             if queue:
-                pending[a.run_chunk.remote(queue.pop(0))] = a
+                c = queue.pop(0)
+                pending[a.run_chunk.remote(c, write)] = (a, c)
     finally:
         bar.close()
         for a in pool + rewarders:

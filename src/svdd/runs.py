@@ -358,7 +358,8 @@ def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples:
                chunk_size: int = 256, task_options: dict[str, Any] | None = None,
                options: dict[str, Any] | None = None, engine: str = "local", workers: int = 2,
                address: str | None = None, gpus_per_worker: float = 0.0, reward_workers: int = 0,
-               cpus_per_reward_worker: float = 1.0, resume: bool = False, overwrite: bool = False,
+               cpus_per_reward_worker: float = 1.0, write_on: str = "workers", resume: bool = False,
+               overwrite: bool = False,
                progress: bool | None = None, command: str | None = None, on_open: Callable | None = None,
                **settings: Any):
     """A durable run: ``num_samples`` samples of ``method`` on ``task`` in chunks, each written to the run folder
@@ -373,6 +374,8 @@ def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples:
             ``gpus_per_worker`` GPUs each, on the cluster at ``address`` or a local one).
         reward_workers: Ray only: evaluate the reward in this many separate Ray actors (``cpus_per_reward_worker``
             CPUs each), shared by the model workers -- for a slow reward such as docking. The samples are the same.
+        write_on: Ray only: 'workers' write their chunk files into ``out`` (a file system they all see), 'driver':
+            they send the chunks back and this process writes them.
         resume: continue the run in ``out`` (finished chunks are checked and kept; a config change is an error naming
             it); ``overwrite``: replace the run there. Without either, ``out`` must be empty or absent.
         settings: `svdd.sample` options (max_batch, reward_budget, precision, auto_batch, dedupe).
@@ -395,8 +398,8 @@ def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples:
     settings = {k: settings.get(k, defaults[k].default) for k in SETTINGS}
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
-    if reward_workers and engine != "ray":
-        raise ValueError(f"reward_workers={reward_workers} needs engine='ray'")
+    if (reward_workers or write_on != "workers") and engine != "ray":
+        raise ValueError(f"reward_workers={reward_workers} and write_on={write_on!r} are options of engine='ray'")
     task_obj = get_task(task) if isinstance(task, str) else task
     options, task_options = dict(options or {}), dict(task_options or {})
     check_options(method, options)
@@ -442,7 +445,7 @@ def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples:
             if engine == "ray":
                 ran = run_ray(run, job, workers=workers, address=address, gpus_per_worker=gpus_per_worker,
                               reward_workers=reward_workers, cpus_per_reward_worker=cpus_per_reward_worker,
-                              progress=progress)
+                              write_on=write_on, progress=progress)
             else:
                 ran = run_chunks(run, job, progress)
         return _merge(run, spec, n, seed, chunk_size, ran)

@@ -12,6 +12,45 @@ from .engine import Engine
 from .rewards import as_reward
 
 
+def save_checkpoint(path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer, meta: dict) -> None:
+    """A training checkpoint as one safetensors file (never a pickle): each module's weights under its name, the
+    optimizer's state tensors, and ``meta`` (JSON) in the header; written atomically."""
+    import json
+    import os
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+    path = Path(path)
+    state = {f"{name}.{k}": v.detach().cpu().contiguous() for name, m in modules.items()
+             for k, v in m.state_dict().items()}
+    for i, st in opt.state_dict()["state"].items():
+        for k, v in st.items():
+            state[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(state, str(tmp), metadata={"meta": json.dumps(meta)})
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, modules: dict[str, torch.nn.Module], opt: torch.optim.Optimizer) -> dict:
+    """Restore what `save_checkpoint` wrote into ``modules`` and ``opt``; returns its ``meta``."""
+    import json
+
+    from safetensors import safe_open
+
+    from .io import load_tensors
+    state = load_tensors(path)
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")})
+    osd = opt.state_dict()
+    for key, v in state.items():
+        if key.startswith("opt."):
+            _, i, name = key.split(".", 2)
+            osd["state"].setdefault(int(i), {})[name] = v
+    opt.load_state_dict(osd)
+    with safe_open(str(path), "pt") as f:
+        return json.loads(f.metadata()["meta"])
+
+
 def warmup_cosine(base_lr: float, step: int, frac: float, *, warmup: int = 500, floor: float = 0.1) -> float:
     """Learning rate of time-budgeted training: linear warm-up over ``warmup`` steps, then cosine decay in the
     elapsed fraction ``frac`` of the budget down to ``floor`` * base_lr."""

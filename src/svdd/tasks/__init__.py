@@ -119,6 +119,19 @@ register_task(Task(
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=256, quick={"num_samples": 32, "seeds": [0]}, options=("num_steps",)))
 
+def _rna(**kw) -> TaskSpec:
+    from .rna_utr import build_spec
+    return build_spec(**kw)
+
+
+register_task(Task(
+    "rna-utr-mrl", "SYNTHETIC 5'UTR design, 50 nt: masked diffusion prior trained on a random N50 library; reward: a "
+    "CNN oracle of a synthetic mean-ribosome-load proxy (uAUGs, uORFs, Kozak, ViennaRNA folding energy; proxy A). "
+    "Held-out check: an oracle of a differently parameterised proxy B. Synthetic labels, not measurements.", _rna,
+    methods={**standard_methods(dps_scale=1.0), "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
+    num_samples=128, quick={"num_samples": 32, "seeds": [0]}, options=("num_steps",)))
+
+
 def _fashion(kind):
     def build(**kw) -> TaskSpec:
         from .fashion import build_spec

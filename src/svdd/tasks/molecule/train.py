@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,42 +25,13 @@ from pathlib import Path
 import torch
 
 from ...io import save_module
-from ...training import mdlm_loss, warmup_cosine
+from ...training import load_checkpoint, mdlm_loss, save_checkpoint, warmup_cosine
 from .data import SEQ_LEN, VOCAB, cache_dir, moses_tokens
 from .networks import TransformerDenoiser
 
 WEIGHTS = Path(__file__).parent / "weights"
 EPS = 1e-5
 MASK = len(VOCAB)
-
-
-def _save_checkpoint(path: Path, net, ema, opt, meta: dict) -> None:
-    from safetensors.torch import save_file
-    state = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
-    state.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
-    for i, st in opt.state_dict()["state"].items():
-        for k, v in st.items():
-            state[f"opt.{i}.{k}"] = (v if torch.is_tensor(v) else torch.tensor(v)).detach().cpu().contiguous()
-    tmp = path.with_suffix(".tmp")
-    save_file(state, str(tmp), metadata={"meta": json.dumps(meta)})
-    os.replace(tmp, path)
-
-
-def _load_checkpoint(path: Path, net, ema, opt) -> dict:
-    from safetensors import safe_open
-
-    from ...io import load_tensors
-    state = load_tensors(path)
-    net.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("net.")})
-    ema.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("ema.")})
-    osd = opt.state_dict()
-    for key, v in state.items():
-        if key.startswith("opt."):
-            _, i, name = key.split(".", 2)
-            osd["state"].setdefault(int(i), {})[name] = v
-    opt.load_state_dict(osd)
-    with safe_open(str(path), "pt") as f:
-        return json.loads(f.metadata()["meta"])
 
 
 def train_denoiser(args) -> None:
@@ -99,7 +68,7 @@ def train_denoiser(args) -> None:
         out.mkdir(parents=True, exist_ok=True)
     step, history, best, elapsed0 = 0, [], math.inf, 0.0
     if args.resume and ckpt.exists():
-        meta = _load_checkpoint(ckpt, net, ema, opt)
+        meta = load_checkpoint(ckpt, {"net": net, "ema": ema}, opt)
         step, history, best, elapsed0 = meta["step"], meta["history"], meta["best"], meta["elapsed"]
         g.manual_seed(args.seed + step)
         print(f"resumed at step {step} ({elapsed0 / 60:.1f} min)", flush=True)
@@ -134,7 +103,7 @@ def train_denoiser(args) -> None:
                             "train_loss_nats_per_token": round(loss.item(), 4), "val_nelbo_nats_per_molecule": round(v, 3)})
             print(history[-1], flush=True)
             best = min(best, v)
-            _save_checkpoint(ckpt, net, ema, opt, {"step": step, "history": history, "best": best,
+            save_checkpoint(ckpt, {"net": net, "ema": ema}, opt, {"step": step, "history": history, "best": best,
                                                    "elapsed": time.time() - t0})
     v = val_nats(ema)
     record = {"command": "python -m svdd.tasks.molecule.train denoiser " + " ".join(args.argv[1:]),
