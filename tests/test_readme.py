@@ -200,3 +200,24 @@ def test_sample_run_example(tmp_path, monkeypatch):
     exec(compile(code, "README: sample_run", "exec"), ns)
     assert ns["res"].config["run"] == {"path": "runs/mine", "chunks": 4, "chunks_run_now": 0}
     assert len(ns["res"]) == 100 and (tmp_path / "runs" / "mine" / "samples.pt").exists()
+
+
+def test_bring_your_own_sequences_example(tmp_path):
+    """The three-command block on a small generated FASTA / CSV, each line with a short budget appended."""
+    import random
+    rng = random.Random(1)
+    seqs = ["".join(rng.choice("ACGU") for _ in range(10)) for _ in range(200)]
+    (tmp_path / "seqs.fa").write_text("".join(f">u{k}\n{s}\n" for k, s in enumerate(seqs)))
+    (tmp_path / "data.csv").write_text("seq,mrl\n" + "".join(f"{s},{s.count('A') - s.count('U')}\n" for s in seqs))
+    lines = [ln.split("#")[0].strip() for ln in block("bash", "svdd train prior").splitlines() if ln.strip()]
+    assert [ln.split()[1:3] for ln in lines[:4]] == [["train", "prior"], ["train", "oracle"], ["train", "oracle"],
+                                                     ["train", "value"]]
+    small = {"prior": ["--minutes", "0.05", "--num-steps", "8"], "oracle": ["--epochs", "3"],
+             "value": ["--rollouts", "32", "--epochs", "2"],
+             "compare": ["--num-samples", "8", "--seeds", "0", "--methods", "pretrained,svdd-pm,svdd-mc"]}
+    for line in lines:
+        args = shlex.split(line)[1:]
+        extra = small[args[1] if args[0] == "train" else args[0]]
+        p = subprocess.run([SVDD, *args, *extra, "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert p.returncode == 0, (line, p.stderr)
+    assert "svdd-mc" in (tmp_path / "my-compare" / "table.md").read_text()
