@@ -20,6 +20,7 @@ SETTINGS = {
     "molecule-qed": ({"num_steps": 6}, 16, 4),
     "molecule-sa": ({"num_steps": 6}, 16, 4),
     "molecule-docking-parp1": ({"num_steps": 4}, 2, 2),
+    "rna-utr-mrl": ({"num_steps": 8}, 16, 4),
 }
 SLOW = {"molecule-docking-parp1"}  # seconds per docking call
 ROUNDS = {"fashion-compress", "fashion-class"}  # chunks of a few rows round differently (see the module docstring)
