@@ -74,6 +74,7 @@ def throughput(args) -> None:
 def frontier(args) -> None:
     from svdd import sample
     from svdd.compare import _plain
+    from svdd.runs import config_hash
     from svdd.tasks import get_task
     task = get_task("molecule-docking-parp1")
     spec = task.make(num_steps=args.num_steps, cache=args.cache, workers=args.workers)
@@ -89,8 +90,10 @@ def frontier(args) -> None:
     out = Path(args.out)
     rows = []
     done = {}
-    if (out / "frontier.json").exists():  # resume: finished configurations are kept
-        done = {r["config"]: r for r in json.loads((out / "frontier.json").read_text())}
+    # resume: a finished configuration is kept only if it ran with these networks, sizes and seed
+    key = config_hash({"task": spec.config, "num_samples": args.num_samples, "seed": args.seed})
+    if (out / "frontier.json").exists():
+        done = {r["config"]: r for r in json.loads((out / "frontier.json").read_text()) if r.get("key") == key}
     for label, method, opts, budget in runs:
         if label in done:
             rows.append(done[label])
@@ -106,7 +109,7 @@ def frontier(args) -> None:
                      "reward_median": float(np.nanmedian(r)), "reward_p90": float(np.nanquantile(r, 0.9)),
                      "docking_calls_per_molecule": c["reward_calls"], "reward_evals_per_molecule": c["reward_evals"],
                      "cache_hits_per_molecule": c["cache_hits"], "executed_here": executed,
-                     "failed": int(np.isnan(r).sum()), "wall_seconds": time.perf_counter() - t0})
+                     "failed": int(np.isnan(r).sum()), "wall_seconds": time.perf_counter() - t0, "key": key})
         print(json.dumps(rows[-1]), flush=True)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / "frontier.json.tmp"
