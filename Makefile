@@ -42,7 +42,7 @@ demo: install
 # the committed DNA results (about 45 minutes on 2 CPU cores; the full default of 256 samples takes about 4x)
 results-dna: install
 	$(VENV)/bin/svdd compare --task dna-enhancer --seeds 0,1,2 --num-samples 64 --resume results/dna-enhancer
-	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20,40 --out results/dna-enhancer/frontier
+	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20,40 --resume results/dna-enhancer/frontier
 
 # retrain the shipped DNA networks from scratch (about an hour on 2 CPU cores)
 train-dna: install
@@ -57,7 +57,7 @@ FASHION_N ?= 64
 results-fashion: install data-fashion
 	for t in compress class; do \
 	  $(VENV)/bin/svdd compare --task fashion-$$t --seeds 0,1,2 --num-samples $(FASHION_N) --device $(DEVICE) --resume results/fashion-$$t && \
-	  $(VENV)/bin/svdd frontier --task fashion-$$t --num-samples $(FASHION_N) --Ms 1,2,5,10,20,40 --device $(DEVICE) --out results/fashion-$$t/frontier || exit 1; \
+	  $(VENV)/bin/svdd frontier --task fashion-$$t --num-samples $(FASHION_N) --Ms 1,2,5,10,20,40 --device $(DEVICE) --resume results/fashion-$$t/frontier || exit 1; \
 	done
 
 # retrain the shipped Fashion-MNIST networks (the DDPM as shipped: 6.6 minutes on one H200; on CPU expect far fewer steps)
