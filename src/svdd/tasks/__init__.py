@@ -104,30 +104,29 @@ register_task(Task(
     "(differentiable). Runs in seconds; naturalness is the exact log-likelihood.", _toy_motif,
     methods=standard_methods(dps_scale=2.0), num_samples=128, options=("num_steps",)))
 
-def _dna(**kw) -> TaskSpec:
-    from .dna import build_spec
-    return build_spec(**kw)
+def _lazy(module: str) -> Callable[..., TaskSpec]:
+    """The ``build_spec`` of a task package, imported on first use (its networks and data load only then)."""
+    def build(**kw) -> TaskSpec:
+        import importlib
+        return importlib.import_module(f"{__name__}.{module}").build_spec(**kw)
+    return build
 
 
 register_task(Task(
     "dna-enhancer", "HepG2-specific open chromatin (ENCODE DHS), 200 bp: masked diffusion trained on real DHS "
     "sequences; guidance reward = HepG2 log-odds of a CNN cell-type classifier; evaluation reward = a held-out "
-    "classifier of another architecture and training chromosomes. (Not the paper's MPRA activity.)", _dna,
+    "classifier of another architecture and training chromosomes. (Not the paper's MPRA activity.)", _lazy("dna"),
     methods={**standard_methods(dps_scale=10.0, smc_alpha=0.5),
              "dps-strong": {"method": "dps", "scale": 30.0, "scale_mode": "absolute"}, "smc-cold": {"method": "smc", "alpha": 0.25},
              "classifier-guidance": {"method": "dps", "target": "value", "value": "task", "scale": 10.0, "scale_mode": "absolute"},
              "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=256, quick={"num_samples": 32, "seeds": [0]}, options=("num_steps",)))
 
-def _rna(**kw) -> TaskSpec:
-    from .rna_utr import build_spec
-    return build_spec(**kw)
-
-
 register_task(Task(
     "rna-utr-mrl", "SYNTHETIC 5'UTR design, 50 nt: masked diffusion prior trained on a random N50 library; reward: a "
     "CNN oracle of a synthetic mean-ribosome-load proxy (uAUGs, uORFs, Kozak, ViennaRNA folding energy; proxy A). "
-    "Held-out check: an oracle of a differently parameterised proxy B. Synthetic labels, not measurements.", _rna,
+    "Held-out check: an oracle of a differently parameterised proxy B. Synthetic labels, not measurements.",
+    _lazy("rna_utr"),
     methods={**standard_methods(dps_scale=1.0), "svdd-mc": {"method": "svdd", "M": 10, "value": "task"}},
     num_samples=128, quick={"num_samples": 32, "seeds": [0]}, options=("num_steps",)))
 

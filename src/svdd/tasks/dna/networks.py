@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..folder.networks import SeqValueNet
+
 VOCAB = 4
 
 
@@ -82,25 +84,13 @@ class DilatedResOracle(nn.Module):
         return self.head((h * a).sum(-1))
 
 
-class ValueNet(nn.Module):
-    """SVDD-MC value net f(x_t, t): one-hot with the mask channel and the time as an extra input channel."""
+class ValueNet(SeqValueNet):
+    """SVDD-MC value net f(x_t, t) of the DNA task: the folder tasks' value net with 4 bases, an input kernel of 9 and
+    dilations up to 32. Takes tokens with the mask (n, L) or one-hot (n, L, 5)."""
 
     def __init__(self, hidden: int = 64, dilations=(1, 2, 4, 8, 16, 32)):
-        super().__init__()
-        self.config = {"hidden": hidden, "dilations": list(dilations)}
-        self.inp = nn.Conv1d(VOCAB + 2, hidden, 9, padding=4)
-        self.blocks = nn.ModuleList([nn.Sequential(nn.GroupNorm(1, hidden), nn.GELU(),
-                                                   nn.Conv1d(hidden, hidden, 5, padding=2 * d, dilation=d))
-                                     for d in dilations])
-        self.head = nn.Sequential(nn.Linear(2 * hidden + 1, hidden), nn.GELU(), nn.Linear(hidden, 1))
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        oh = _onehot(x, VOCAB + 1)
-        tt = t.float().view(-1, 1, 1).expand(oh.shape[0], oh.shape[1], 1)
-        h = self.inp(torch.cat([oh, tt], -1).transpose(1, 2))
-        for b in self.blocks:
-            h = h + b(h)
-        return self.head(torch.cat([h.amax(-1), h.mean(-1), t.float().view(-1, 1)], 1)).squeeze(-1)
+        super().__init__(VOCAB, hidden=hidden, dilations=dilations, kernel=9)
+        self.config = {"hidden": hidden, "dilations": list(dilations)}  # as the shipped weights' record has it
 
 
 def hepg2_logit(logits: torch.Tensor) -> torch.Tensor:

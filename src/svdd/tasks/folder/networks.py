@@ -53,20 +53,21 @@ class SeqOracle(nn.Module):
 
 
 class SeqValueNet(nn.Module):
-    """SVDD-MC value net f(x_t, t): one-hot with the mask channel, the time as an extra channel, residual dilated
-    convolutions, pooled to one value."""
+    """SVDD-MC value net f(x_t, t): one-hot with the mask channel (tokens, or probabilities over them), the time as an
+    extra channel, residual dilated convolutions, pooled to one value."""
 
-    def __init__(self, vocab: int, hidden: int = 64, dilations=(1, 2, 4, 8, 16)):
+    def __init__(self, vocab: int, hidden: int = 64, dilations=(1, 2, 4, 8, 16), kernel: int = 5):
         super().__init__()
-        self.config = {"vocab": vocab, "hidden": hidden, "dilations": list(dilations)}
-        self.inp = nn.Conv1d(vocab + 2, hidden, 5, padding=2)
+        self.config = {"vocab": vocab, "hidden": hidden, "dilations": list(dilations), "kernel": kernel}
+        self.inp = nn.Conv1d(vocab + 2, hidden, kernel, padding=kernel // 2)
         self.blocks = nn.ModuleList([nn.Sequential(nn.GroupNorm(1, hidden), nn.GELU(),
                                                    nn.Conv1d(hidden, hidden, 5, padding=2 * d, dilation=d))
                                      for d in dilations])
         self.head = nn.Sequential(nn.Linear(2 * hidden + 1, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        self.vocab = vocab
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        oh = F.one_hot(x, self.config["vocab"] + 1).float()
+        oh = x.float() if x.is_floating_point() else F.one_hot(x, self.vocab + 1).float()
         tt = t.float().view(-1, 1, 1).expand(oh.shape[0], oh.shape[1], 1)
         h = self.inp(torch.cat([oh, tt], -1).transpose(1, 2))
         for b in self.blocks:
