@@ -70,7 +70,7 @@ def test_smc_zero_budget_spends_only_the_final_rewards(gmm):
 
 def test_dps_takes_no_budget(gmm):
     model, reward = gmm
-    with pytest.raises(ValueError, match="'dps' does not take a reward budget"):
+    with pytest.raises(ValueError, match="'dps' does not take a budget"):
         svdd.sample(model, reward, "dps", num_samples=N, reward_budget=5)
 
 

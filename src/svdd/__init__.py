@@ -2,6 +2,7 @@
 
 from . import errors
 from .api import sample
+from .budget import Budget
 from .guidance import GuidedModel
 from .methods import BestOfN, DPS, METHODS, Pretrained, SMC, SVDD, SVDDR, get_method
 from .models import DiffusersModel, DiffusionModel, GaussianDiffusion, MaskedDiffusion, StableDiffusionModel
@@ -11,6 +12,6 @@ from .rewards import Reward, WeightedSum, reward
 from .values import FunctionValue, LearnedValue, PosteriorMean
 
 __version__ = "0.1.0"
-__all__ = ["sample", "sample_run", "GuidedModel", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
+__all__ = ["sample", "Budget", "sample_run", "GuidedModel", "get_method", "METHODS", "Pretrained", "BestOfN", "SVDD", "SMC", "SVDDR", "DPS",
            "DiffusionModel", "GaussianDiffusion", "MaskedDiffusion", "DiffusersModel", "StableDiffusionModel", "SampleResult", "Reward", "WeightedSum",
            "reward", "PosteriorMean", "LearnedValue", "FunctionValue"]

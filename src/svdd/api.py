@@ -7,6 +7,7 @@ import warnings
 from typing import Any
 
 
+from .budget import as_budget
 from .engine import Engine
 from .methods import Method, drive, get_method
 from .models.base import check_model
@@ -17,7 +18,7 @@ from .rewards import as_reward
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int | None = None, return_x0: bool = False, progress: bool | None = None, callback=None,
            reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
-           dedupe: bool = True, max_reward_failures: int = 32, **method_options) -> SampleResult:
+           dedupe: bool = True, max_reward_failures: int = 32, budget=None, **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -53,6 +54,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             and goes on with the pre-trained transition; Best-of-N draws at most that many samples. The rewards of the
             returned samples are always computed, so a run may end slightly above the budget; ``result.cost`` reports
             reward calls, cache hits and reward seconds. `dps` takes no budget (an error).
+        budget: a `svdd.Budget` (or ``"reward_calls=40"``, or a dict): the most reward calls, network rows (denoiser
+            and value net) or wall seconds per sample the whole run spends, final scores included; every method falls
+            back to the pre-trained transition when an expense would not fit (see `svdd.budget`).
     """
     check_model(model)
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -63,15 +67,18 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     if reward_budget is not None and (isinstance(reward_budget, bool) or not isinstance(reward_budget, (int, float))
                                       or not reward_budget >= 0):
         raise ValueError(f"reward_budget must be a number >= 0 (real reward calls per sample) or None, got {reward_budget!r}")
+    budget = as_budget(budget)
+    if budget is not None:
+        budget.check_minimum(model.num_steps)
     if isinstance(method, str):
         method = get_method(method, **method_options)
     elif method_options:
         raise TypeError(f"options {sorted(method_options)} given with a method object; set them on the object instead")
     if not isinstance(method, Method):
         raise TypeError(f"method must be a name or a svdd method config, got {type(method).__name__}")
-    if reward_budget is not None and not method.honours_budget:
-        raise ValueError(f"method {method.name!r} does not take a reward budget (its every step calls the reward or "
-                         f"value net for a gradient); got reward_budget={reward_budget!r}")
+    if (reward_budget is not None or budget is not None) and not method.honours_budget:
+        raise ValueError(f"method {method.name!r} does not take a budget (its every step calls the reward or value net "
+                         f"for a gradient); got reward_budget={reward_budget!r}, budget={budget!r}")
     reward = as_reward(reward)
     method.check(model, reward)
     method.check_run(num_samples)
@@ -81,7 +88,7 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
                     reward_budget=None if reward_budget is None else reward_budget * num_samples,
-                    auto_batch=auto_batch, precision=precision, dedupe=dedupe, max_reward_failures=max_reward_failures)
+                    auto_batch=auto_batch, precision=precision, dedupe=dedupe, max_reward_failures=max_reward_failures, budget=budget)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures
@@ -97,7 +104,7 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     model_config = model.config() if callable(getattr(model, "config", None)) else {"class": type(model).__name__}
     config = {"method": method.to_dict(), "model": model_config, "num_steps": model.num_steps,
               "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": engine.max_batch,
-              "reward_budget": reward_budget, "auto_batch": auto_batch, "precision": precision,
+              "reward_budget": reward_budget, "budget": None if budget is None else budget.to_dict(), "auto_batch": auto_batch, "precision": precision,
               "dedupe": dedupe,
               "batch_sizes": engine.batch_sizes()}
     return SampleResult(samples=_plain(samples), rewards=_plain(rewards.double()), diagnostics=diag, cost=cost,

@@ -236,7 +236,7 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
 class Engine:
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
-                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32):
+                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32, budget=None):
         if max_batch is None:  # a GPU holds all N·M rows of a typical run; CPU throughput peaks well below 1024
             max_batch = 8192 if torch.device(getattr(model, "device", "cpu")).type == "cuda" else 1024
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
@@ -255,6 +255,10 @@ class Engine:
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
             raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
         self.reward_budget = reward_budget  # the most real reward calls guidance may spend in this run
+        from .budget import as_budget
+        self.budget = as_budget(budget)  # per sample: everything the run spends (see `svdd.budget`)
+        self.num_samples = 1  # set by the driver: the budget's multiplier
+        self._row_seconds = {"network": 0.0, "reward": 0.0}  # seconds per row, measured in this run
         self.model = model
         self.reward = reward
         self.max_batch = max_batch
@@ -321,8 +325,10 @@ class Engine:
                 if not bool(same.all()):
                     out[~same] = self.predict(x[~same], i)
                 return out
+        t0 = time.perf_counter()
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model)
+        self._row_seconds["network"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
         _check_finite(out, _network_name(self.model), i, neg_inf_ok=self.discrete)  # masked: −inf log-probs are fine
         self.cost.network_evals += out.shape[0]
         return out if inverse is None else out[inverse]
@@ -345,10 +351,32 @@ class Engine:
         b = max(16, self.max_batch // m // 16 * 16)
         return [slice(a, min(a + b, n)) for a in range(0, n, b)]
 
-    def affordable(self, calls: int) -> bool:
-        """Whether ``calls`` more real reward calls fit in the run's reward budget (always, without a budget).
-        Methods ask before a selection step with its worst case (every candidate a real call)."""
-        return self.reward_budget is None or self.cost.reward_calls + calls <= self.reward_budget
+    def affordable(self, calls: int, network_calls: int = 0, reserve_network: int = 0, reserve_reward: int = 0) -> bool:
+        """Whether ``calls`` more real reward calls and ``network_calls`` network / value-net rows fit in the run's
+        budgets (always, without one), together with what the rest of the run must still spend at the least
+        (``reserve_*``: the pre-trained transition to the clean level, the final scores). Methods ask before an
+        optional expense with its worst case (every candidate a real call)."""
+        if self.reward_budget is not None and self.cost.reward_calls + calls > self.reward_budget:
+            return False
+        b = self.budget
+        if b is None:
+            return True
+        n = self.num_samples
+        if b.reward_calls is not None and self.cost.reward_calls + calls + reserve_reward > b.reward_calls * n:
+            return False
+        if b.network_calls is not None and self.network_calls() + network_calls + reserve_network > b.network_calls * n:
+            return False
+        if b.seconds is not None:
+            ahead = ((network_calls + reserve_network) * self._row_seconds["network"]
+                     + (calls + reserve_reward) * self._row_seconds["reward"])
+            if time.perf_counter() - self._t0 + ahead > b.seconds * n:
+                return False
+        return True
+
+    def network_calls(self) -> int:
+        """Network rows spent so far, as a budget counts them: denoiser, value net and gradient evaluations."""
+        c = self.cost
+        return c.network_evals + c.value_evals + c.gradient_evals
 
     def rewards(self, x0: Tensor) -> Tensor:
         """Rewards of clean samples as float64, NaN where the reward raised or returned NaN. Calls and failures are
@@ -361,6 +389,7 @@ class Engine:
             out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward,
                                      tune=getattr(self.reward, "tune_batch", False))
         self.cost.reward_seconds += time.perf_counter() - t0
+        self._row_seconds["reward"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
         hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
         self.cost.reward_evals += out.shape[0]
         self.cost.cache_hits += run_hits

@@ -28,6 +28,11 @@ class ValueEstimator:
         """Worst-case real reward calls of scoring ``rows`` candidates (0: the estimator calls no reward)."""
         return 0
 
+    def network_calls(self, rows: int) -> int:
+        """Network or value-net rows of scoring ``rows`` candidates below the clean level (posterior mean: their
+        network outputs; a value net: its own rows)."""
+        return rows
+
     def __call__(self, engine, x: Tensor, pred: Tensor | None, i: int) -> Tensor:
         raise NotImplementedError
 

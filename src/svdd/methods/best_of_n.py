@@ -23,9 +23,17 @@ class BestOfN(Pretrained):
         return super().init(engine, n * self.draws_per_sample(engine, n))
 
     def draws_per_sample(self, engine, n: int) -> int:
-        """M, or fewer when the run's reward budget cannot score M·N draws (at least one draw per sample)."""
-        b = engine.reward_budget
-        return self.M if b is None else max(1, min(self.M, int(b // n)))
+        """M, or fewer when the run's budgets cannot pay for M·N draws (at least one draw per sample): each draw costs
+        T network rows and one reward call. A seconds budget is not known in draws before the run; it is not used."""
+        m, b = self.M, engine.reward_budget
+        if b is not None:
+            m = min(m, int(b // n))
+        if engine.budget is not None:
+            if engine.budget.reward_calls is not None:
+                m = min(m, int(engine.budget.reward_calls))
+            if engine.budget.network_calls is not None:
+                m = min(m, int(engine.budget.network_calls // engine.model.num_steps))
+        return max(1, m)
 
     def finish(self, engine, state):
         r = engine.rewards(state.x)

@@ -65,7 +65,7 @@ class ParticleMethod(Method):
         s = start(engine, n)
         if not self.weighted:
             return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
-        if not affordable(engine, self.value, n):  # no budget for the initial weight: the first weighting starts it
+        if not affordable(engine, self.value, n, 0, n, predicted=True):  # no budget for the initial weight: the first weighting starts it
             return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
         v = self.value(engine, s.x, s.pred if self.value.needs_prediction else None, 0)
         bad = failed(v)
@@ -78,7 +78,7 @@ class ParticleMethod(Method):
         last = i + 1 == engine.model.num_steps
         score = CLEAN_REWARD if last and self.final_reward else self.value
         n = state.x.shape[0]
-        weigh = last or (selects(self, i) and affordable(engine, score, n * getattr(self, "M", 1)))
+        weigh = last or (selects(self, i) and affordable(engine, score, n * getattr(self, "M", 1), i + 1, n))
         new, info = self.move(engine, state, i, score if weigh else None)
         new = dataclasses.replace(new, log_weights=state.log_weights, log_z=state.log_z)
         if new.values is None or new.values is state.values:  # not a weighting point

@@ -53,7 +53,7 @@ class SVDD(Method):
         """One SVDD step from level i to i + 1 (Algorithm 1), streamed over slices of about max_batch candidates."""
         model, n, last = engine.model, state.x.shape[0], i + 1 == engine.model.num_steps
         score = CLEAN_REWARD if last and self.final_reward else self.value
-        choose = selects(self, i) and not deterministic(model, i) and affordable(engine, score, n * self.M)
+        choose = selects(self, i) and not deterministic(model, i) and affordable(engine, score, n * self.M, i + 1, n)
         if not choose or self.M == 1:  # no choice to make (schedule, deterministic step or reward budget spent)
             return advance(engine, model.step(state.x, state.pred, i, engine.gen["model"]), i), StepInfo()
         parts = [self.choose(engine, state, sl, i, score, last) for sl in engine.sample_chunks(n, self.M)]
