@@ -473,9 +473,9 @@ class Engine:
             "stops here. Rerun when the reward answers again: values a CachedReward computed are kept, and "
             "`svdd compare` keeps its finished runs (max_reward_failures sets the limit)")
 
-    def trange(self, n: int, desc: str):
+    def trange(self, n: int, desc: str, start: int = 0):
         from tqdm.auto import trange
-        return trange(n, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
+        return trange(start, n, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
 
     def finish(self, num_samples: int) -> Cost:
         self.cost.wall_seconds = time.perf_counter() - self._t0

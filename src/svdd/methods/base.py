@@ -64,6 +64,7 @@ def register(cls):
 @dataclass
 class Method:
     name: ClassVar[str] = "method"
+    keeps_history: ClassVar[bool] = True  # whether ``return_x0`` can follow the population (search methods: no)
     honours_budget: ClassVar[bool] = True  # whether the method respects a reward-call budget (`svdd.sample`)
 
     def init(self, engine, n: int) -> State:
@@ -108,10 +109,13 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
     None, last state). ``callback(i, state, info)`` is called after every step; returning True stops the run there."""
     model = engine.model
     engine.num_samples = num_samples
+    if engine.return_x0 and not method.keeps_history:
+        raise ValueError(f"method {method.name!r} does not keep an x̂0 history (its population changes size and order "
+                         "from step to step); use return_x0=False")
     diag, hist = Diagnostics(), History(engine)
     state = method.init(engine, num_samples)
     hist.add(state)
-    for i in engine.trange(model.num_steps, method.name):
+    for i in engine.trange(model.num_steps, method.name, start=state.level):  # a warm start may begin later
         state, info = method.step(engine, state, i)
         diag.add(info)
         hist.add(state)
@@ -192,17 +196,17 @@ def selects(method, i: int) -> bool:
     return i % getattr(method, "select_every", 1) == 0
 
 
-def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False) -> bool:
+def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False, final: int | None = None) -> bool:
     """Whether scoring ``rows`` candidates at ``level`` with ``score`` fits the engine's budgets in the worst case
     (every candidate a real reward call), with the least the rest of the run needs: ``n`` states going on to the
     clean level by the pre-trained transition and ``n`` final scores. ``predicted``: the rows' network outputs are
-    already paid for. A method skips a selection / weighting step it cannot afford."""
+    already paid for; ``final``: the final scores still to pay when not ``n``. A method skips a selection / weighting step it cannot afford."""
     t = engine.model.num_steps
     clean = level >= t
     net = 0 if clean or (predicted and score.needs_prediction) else score.network_calls(rows)
     paid = predicted or score.needs_prediction  # the kept states' outputs at ``level`` are paid (or counted in net)
     rest = 0 if clean else n * (t - level - (1 if paid else 0))  # the kept states' later outputs
-    final = 0 if clean and score.reward_at_clean else n
+    final = 0 if clean and score.reward_at_clean else (n if final is None else final)
     return engine.affordable(score.reward_calls(rows), network_calls=net, reserve_network=rest, reserve_reward=final)
 
 

@@ -64,6 +64,11 @@ class DiffusionModel(ABC):
         """Draw ``k`` completions x0 ~ p(x0 | x_i) per row (rows sample-major). Optional."""
         raise NotImplementedError(f"{type(self).__name__} does not implement sample_denoise (needed for num_completions > 1)")
 
+    def renoise(self, x0: Tensor, i: int, generator: torch.Generator) -> Tensor:
+        """Draw x_i ~ q(x_i | x0) by the forward (noising) process: clean samples taken back to level ``i``
+        (level T: unchanged). Optional; needed by iterative refinement."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement renoise (needed by method 'refine')")
+
     def log_likelihood(self, x0: Tensor) -> Tensor | None:
         """A naturalness score of clean samples under the model (e.g. an ELBO), or None when not available."""
         return None

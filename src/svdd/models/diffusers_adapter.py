@@ -128,6 +128,13 @@ class DiffusersModel(DiffusionModel):
         kw = {"eta": self.eta} if self.kind == "DDIMScheduler" else {}
         return self.scheduler.step(pred, t, x, generator=generator, **kw).prev_sample
 
+    def renoise(self, x0: Tensor, i: int, generator: torch.Generator) -> Tensor:
+        """The scheduler's forward process at the level's timestep (``add_noise``)."""
+        if i >= self.num_steps:
+            return x0.clone()
+        noise = torch.randn(x0.shape, generator=generator, device=generator.device, dtype=x0.dtype).to(x0.device)
+        return self.scheduler.add_noise(x0, noise, self.timesteps[i:i + 1])
+
     def denoise(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
         """x̂0 exactly as the scheduler computes ``pred_original_sample`` (clipped where it clips)."""
         pred = pred[:, : x.shape[1]]  # learned-variance UNets output [ε, v]

@@ -174,6 +174,12 @@ class GaussianDiffusion(DiffusionModel):
         z = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
         return mean + sigma * z
 
+    def renoise(self, x0: Tensor, i: int, generator: torch.Generator) -> Tensor:
+        if i >= self.num_steps:
+            return x0.clone()
+        sa, s1 = self._coef(i, x0)
+        return sa * x0 + s1 * torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+
     def deterministic_step(self, i: int) -> bool:
         """True where all children of a state coincide (the last step lands on x̂0; eta = 0 everywhere)."""
         return self.eta == 0 or i == self.num_steps - 1

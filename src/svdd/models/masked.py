@@ -127,6 +127,13 @@ class MaskedDiffusion(DiffusionModel):
             new = torch.where(new == self.mask_index, best, new)
         return new
 
+    def renoise(self, x0: Tensor, i: int, generator: torch.Generator) -> Tensor:
+        """Each token masked with the level's mask probability (MDLM's forward process)."""
+        if i >= self.num_steps:
+            return x0.clone()
+        u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64)
+        return torch.where(u < float(self.move_chance(self.times[i])), torch.full_like(x0, self.mask_index), x0)
+
     # naturalness --------------------------------------------------------------------------------------------------
     def nelbo(self, x0: Tensor, num_draws: int = 16, seed: int = 0, max_batch: int = 1024) -> Tensor:
         """Negative ELBO of clean sequences in nats (an upper bound on −log p), Monte Carlo over stratified times.
