@@ -1,7 +1,8 @@
 """Value estimators v̂(x_i) ≈ E[r(x0) | x_i], the score SVDD uses to pick among candidates.
 
 * `PosteriorMean` (SVDD-PM, no training): the reward of the model's own x̂0 of the candidate, at the candidate's
-  level -- or the mean reward of K sampled completions (masked models).
+  level -- or the mean reward of K sampled completions (masked models), or with ``alpha`` their soft value
+  alpha·log mean exp(r/alpha) (an estimate of the soft value SMC's potentials are written in).
 * `LearnedValue` (SVDD-MC): a network ``f(x_i, t)`` regressed on final rewards of rollouts of the pre-trained model
   (paper Algorithm 3); see `svdd.training.train_value_net`. Cheap at decoding time: no reward call per candidate.
 * `FunctionValue`: any callable ``(x, i) -> values`` (exact values in tests, user heuristics).
@@ -10,6 +11,7 @@ Every estimator returns float64 values, NaN where the reward failed; at the fina
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
@@ -47,10 +49,13 @@ class PosteriorMean(ValueEstimator):
     reward_at_clean = True
     name = "posterior-mean"
 
-    def __init__(self, num_completions: int = 1):
+    def __init__(self, num_completions: int = 1, alpha: float | None = None):
         if num_completions < 1:
             raise ValueError(f"num_completions must be >= 1, got {num_completions}")
+        if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < float("inf")):
+            raise ValueError(f"alpha must be a number > 0 (soft value) or None (mean), got {alpha!r}")
         self.k = int(num_completions)
+        self.alpha = alpha  # None: the mean of the K completions' rewards; else alpha·log mean exp(r/alpha)
 
     def reward_calls(self, rows):
         return rows * self.k
@@ -62,10 +67,14 @@ class PosteriorMean(ValueEstimator):
         if self.k == 1:
             return engine.rewards(model.denoise(x, pred, i))
         x0 = model.sample_denoise(x, pred, i, engine.gen["value"], self.k)
-        return engine.rewards(x0).view(-1, self.k).mean(dim=1)  # NaN if any completion failed
+        r = engine.rewards(x0).view(-1, self.k)  # NaN if any completion failed
+        if self.alpha is None:
+            return r.mean(dim=1)
+        soft = self.alpha * (torch.logsumexp(r / self.alpha, dim=1) - math.log(self.k))  # the soft value's estimate
+        return torch.where(torch.isnan(r).any(1), torch.full_like(soft, torch.nan), soft)
 
     def config(self):
-        return {"type": self.name, "num_completions": self.k}
+        return {"type": self.name, "num_completions": self.k, **({"alpha": self.alpha} if self.alpha else {})}
 
 
 #: the reward itself at the clean level (what `final_reward=True` scores the last step's candidates with)

@@ -37,6 +37,8 @@ class State:
     rewards: Tensor | None = None  # rewards of ``x`` when already computed (clean level only)
     log_weights: Tensor | None = None  # particle methods: log-weights since the last resampling
     log_z: float = 0.0  # particle methods: running log normalising-constant estimate
+    path: Tensor | None = None  # particle methods: sum of the log-potentials along each particle's ancestry
+    stat: Tensor | None = None  # particle methods: the potential's running statistic (max / sum of values)
 
 
 @dataclass(frozen=True)

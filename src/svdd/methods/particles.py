@@ -50,9 +50,11 @@ class ParticleMethod(Method):
         """Particles at level i + 1 with their values (``score`` at weighting steps, else values unchanged)."""
         raise NotImplementedError
 
-    def log_potential(self, v_prev: Tensor | None, v: Tensor) -> Tensor | None:
-        """Log-weight increment; None: an unweighted method."""
-        return None
+    def log_potential(self, path: Tensor, stat: Tensor | None, v: Tensor, level: int, num_steps: int
+                      ) -> tuple[Tensor, Tensor | None]:
+        """Log-weight increment of particles whose values at ``level`` are ``v`` (``path``: the log-potentials along
+        their ancestry so far; ``stat``: the running statistic), and the new statistic. Weighted methods only."""
+        raise NotImplementedError
 
     def resample_rule(self, engine, state: State, w: Tensor | None, last: bool) -> Tensor | None:
         """Ancestor indices, or None to keep the population."""
@@ -63,16 +65,18 @@ class ParticleMethod(Method):
 
     def init(self, engine, n):
         s = start(engine, n)
+        zeros = torch.zeros(n, dtype=torch.float64, device=s.x.device)
         if not self.weighted:
-            return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
+            return dataclasses.replace(s, log_weights=zeros)
         if not affordable(engine, self.value, n, 0, n, predicted=True):  # no budget for the initial weight: the first weighting starts it
-            return dataclasses.replace(s, log_weights=torch.zeros(n, dtype=torch.float64, device=s.x.device))
+            return dataclasses.replace(s, log_weights=zeros, path=zeros)
         v = self.value(engine, s.x, s.pred if self.value.needs_prediction else None, 0)
         bad = failed(v)
         if bool(bad.all()):  # no value at level 0: the first weighting step starts the telescoping sum instead
-            return dataclasses.replace(s, log_weights=torch.zeros_like(v))
-        g0 = torch.where(bad, torch.full_like(v, -torch.inf), self.log_potential(None, v))  # G_0: the initial weight
-        return dataclasses.replace(s, values=v, log_weights=g0)
+            return dataclasses.replace(s, log_weights=zeros, path=zeros)
+        g0, stat = self.log_potential(zeros, None, v, 0, engine.model.num_steps)  # G_0: the initial weight
+        g0 = torch.where(bad, torch.full_like(v, -torch.inf), g0)
+        return dataclasses.replace(s, values=v, log_weights=g0, path=g0, stat=stat)
 
     def step(self, engine, state: State, i: int):
         last = i + 1 == engine.model.num_steps
@@ -80,7 +84,7 @@ class ParticleMethod(Method):
         n = state.x.shape[0]
         weigh = last or (selects(self, i) and affordable(engine, score, n * getattr(self, "M", 1), i + 1, n))
         new, info = self.move(engine, state, i, score if weigh else None)
-        new = dataclasses.replace(new, log_weights=state.log_weights, log_z=state.log_z)
+        new = dataclasses.replace(new, log_weights=state.log_weights, log_z=state.log_z, path=state.path, stat=state.stat)
         if new.values is None or new.values is state.values:  # not a weighting point
             return dataclasses.replace(new, values=state.values), info
         v, n = new.values, new.x.shape[0]
@@ -88,11 +92,14 @@ class ParticleMethod(Method):
         if bool(bad.all()):  # nothing could be scored: not a weighting point (keep values and weights)
             return dataclasses.replace(new, values=state.values, rewards=None), \
                 dataclasses.replace(info, failed=n, all_failed=n)
-        logw = state.log_weights
+        logw, path, stat = state.log_weights, state.path, state.stat
         if self.weighted:
-            logw = torch.where(bad, torch.full_like(logw, -torch.inf), logw + self.log_potential(state.values, v))
+            path = path if path is not None else torch.zeros_like(v)
+            inc, stat = self.log_potential(path, stat, v, i + 1, engine.model.num_steps)
+            logw = torch.where(bad, torch.full_like(logw, -torch.inf), logw + inc)
+            path = torch.where(bad, path, path + inc)
         w = normalize(logw)
-        new = dataclasses.replace(new, log_weights=logw)
+        new = dataclasses.replace(new, log_weights=logw, path=path, stat=stat)
         idx = self.resample_rule(engine, new, w, last)
         if idx is not None:
             log_z = new.log_z + _log_mean_exp(logw) if self.weighted else 0.0
@@ -115,6 +122,9 @@ def _log_mean_exp(logw: Tensor) -> float:
 
 
 def _take(s: State, idx: Tensor) -> State:
-    return dataclasses.replace(s, x=s.x[idx], pred=s.pred[idx] if s.pred is not None else None,
-                               values=s.values[idx] if s.values is not None else None)
+    def pick(t):
+        return t[idx] if t is not None else None
+
+    return dataclasses.replace(s, x=s.x[idx], pred=pick(s.pred), values=pick(s.values), path=pick(s.path),
+                               stat=pick(s.stat))
 
