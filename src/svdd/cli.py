@@ -68,6 +68,27 @@ def _budget(text: str) -> float:
     return v
 
 
+def _compute_budget(text: str) -> str:
+    from .budget import as_budget
+    try:
+        as_budget(text)
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _number_list(what: str):
+    def parse(text: str) -> list[float]:
+        try:
+            values = [float(s) for s in text.split(",") if s.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated {what}, got {text!r}") from None
+        if not values or any(not 0 < v < float("inf") for v in values) or len(set(values)) < len(values):
+            raise argparse.ArgumentTypeError(f"expected distinct positive {what}, got {text!r}")
+        return sorted(values)
+    return parse
+
+
 def _task_options(args, task) -> dict:
     opts = _options(args.task_option, "--task-option")
     if args.klass is not None:
@@ -230,7 +251,7 @@ def cmd_sample(args) -> int:
     world = torchrun_world()
     path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
     settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
-                "auto_batch": args.auto_batch, "dedupe": args.dedupe}
+                "auto_batch": args.auto_batch, "dedupe": args.dedupe, "budget": args.budget}
 
     def opened(run) -> None:
         args._run = run
@@ -289,6 +310,9 @@ def cmd_compare(args) -> int:
         methods = {m: methods.get(m, {"method": m}) for m in wanted}
     overrides = _overrides(args)
     methods = _apply_overrides(methods, overrides)
+    if args.budget:  # every method that takes a budget runs under it
+        methods = {k: {**v, "budget": args.budget} if METHODS[v["method"]].honours_budget else v
+                   for k, v in methods.items()}
     seeds = args.seeds if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
     task_options = _task_options(args, task)
     out = _run_dir(args)
@@ -377,9 +401,31 @@ def cmd_train(args) -> int:
 
 
 def cmd_frontier(args) -> int:
-    from .compare import run_frontier
+    from .compare import run_budget_frontier, run_frontier
     from .methods.base import check_alpha
     task = _get_task(args)
+    if args.budgets:  # every method at the same budgets
+        if args.alpha is not None:
+            check_alpha(args.alpha, positive=True)
+        bad = sorted(set(_overrides(args)) - {"alpha"})
+        if bad or args.budget or args.reward_budget is not None:
+            raise ValueError("frontier --budgets sets each method's options and budget itself; it takes --alpha (SMC) "
+                             f"but not {bad or '--budget / --reward-budget'}")
+        task_options = _task_options(args, task)
+        out = _run_dir(args)
+        spec = task.make(**task_options)
+        n = args.num_samples if args.num_samples is not None else 32
+        seeds = args.seeds or [0, 1, 2]
+        from .compare import FAMILIES
+        families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(FAMILIES)
+        _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seeds": seeds, "kind": args.budget_kind,
+                                      "max_batch": args.max_batch, "alpha": args.alpha}, kind="frontier")
+        table = run_budget_frontier(task, spec, args.budgets, families, seeds=seeds, num_samples=n,
+                                    max_batch=args.max_batch, out=out, progress=_progress(args),
+                                    smc_alpha=args.alpha, kind=args.budget_kind)
+        print(table)
+        print(f"\nwritten: {out}/budget_frontier.md, budget_frontier.csv, budget_frontier.png")
+        return 0
     bad = sorted(set(_overrides(args)) - {"alpha"})
     if bad:
         raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
@@ -423,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--task-option", action="append", metavar="KEY=VALUE", help="any other task option, repeatable")
         sp.add_argument("--reward-budget", type=_budget, default=None, metavar="CALLS",
                         help="most real reward calls per sample that guidance may spend (expensive rewards)")
+        sp.add_argument("--budget", type=_compute_budget, default=None, metavar="KIND=N[,KIND=N]",
+                        help="most compute per sample the whole run spends, final scores included: reward_calls, "
+                             "network_calls (denoiser + value net rows) and/or seconds, e.g. reward_calls=40")
         sp.add_argument("--out", required=out_required, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -486,6 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--Ms", type=_int_list("candidate counts", 1), default="1,2,5,10,20,40",
                    help="comma-separated candidate counts")
     f.add_argument("--seed", type=_seed, default=0)
+    f.add_argument("--budgets", type=_number_list("budgets"), default=None,
+                   help="instead of --Ms: every method of --families at each of these budgets per sample (of "
+                        "--budget-kind), over --seeds")
+    f.add_argument("--budget-kind", choices=("reward_calls", "network_calls"), default="reward_calls",
+                   help="what --budgets count: reward calls (final scores included) or network rows")
+    f.add_argument("--families", default=None,
+                   help="methods at equal budgets, comma-separated (default: all of pretrained, best-of-n, svdd-pm, "
+                        "svdd-r, smc, smc-fk, beam, branch-select, tree, refine, svdd-mc)")
+    f.add_argument("--seeds", type=_int_list("seeds", 0, 2 ** 62), default=None,
+                   help="comma-separated seeds of --budgets (default 0,1,2)")
     f.set_defaults(func=cmd_frontier)
     t = sub.add_parser("train", help="train a prior, an oracle or a value net from your own sequences",
                        description="Train the folders of a folder task from your own FASTA / CSV files; then "

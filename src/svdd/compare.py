@@ -168,6 +168,7 @@ def _one_run(spec: TaskSpec, name: str, opts: dict, seed: int, num_samples: int,
     from .methods import METHODS
     if not METHODS[name].honours_budget:  # e.g. DPS: runs unbudgeted (its calls are reported as they are)
         reward_budget = None
+        opts = {k: v for k, v in opts.items() if k != "budget"}
     res = sample(spec.model, spec.reward, name, num_samples=num_samples, seed=seed, max_batch=max_batch,
                  progress=progress, reward_budget=reward_budget, **spec.resolve(opts))
     with torch.no_grad():
@@ -375,6 +376,180 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     axes[1].set_xlabel("wall seconds per sample")
     axes[0].set_ylabel("median guidance reward")
     axes[0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# Every method at the same reward-call budgets -------------------------------------------------------------------------
+
+FAMILIES = ("pretrained", "best-of-n", "svdd-pm", "svdd-r", "smc", "smc-fk", "beam", "branch-select", "tree", "refine",
+            "svdd-mc")
+
+
+KINDS = ("reward_calls", "network_calls")
+
+
+def _every(steps: float, per_selection: float, room: float) -> int:
+    """The selection interval k so that (steps / k) selections of ``per_selection`` calls fit ``room``, at least 1."""
+    return max(1, math.ceil(steps * per_selection / room)) if room > 0 else 10 ** 9
+
+
+def budget_plan(family: str, budget: float, num_steps: int, kind: str = "reward_calls", *, M: int = 10,
+                smc_alpha: float = 1.0) -> dict[str, Any]:
+    """Method options of ``family`` at ``budget`` (reward calls or network rows per sample): each method spreads its
+    spending over the run (a selection interval, a number of draws or candidates) and the engine's `svdd.Budget`
+    caps what it spends. A family whose spending of that kind does not grow with the budget (pretrained; SVDD-MC and
+    tree search for reward calls... see `budget_free`) ignores it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown budget kind {kind!r}; expected one of {KINDS}")
+    b, t, rew = float(budget), num_steps, kind == "reward_calls"
+    if family == "pretrained":
+        return {"method": "pretrained"}
+    if family == "svdd-mc" and rew:
+        return {"method": "svdd", "M": M, "value": "task"}
+    if family == "smc" and not rew:  # SMC's network rows are the pre-trained chain's: it weighs at every step
+        return {"method": "smc", "alpha": smc_alpha}
+    if family == "smc-fk" and not rew:
+        return {"method": "smc", "alpha": smc_alpha, "potential": "max", "tempering": "linear"}
+    wide = max(M, int((b - 1) // t) if rew else int((b - t) // t) + 1)  # more candidates once every step can select
+    if family == "best-of-n":
+        plan: dict[str, Any] = {"method": "best-of-n", "M": max(1, int(b if rew else b // t))}
+    elif family in ("svdd-pm", "svdd-r", "beam"):
+        key = "K" if family == "beam" else "M"
+        name = {"svdd-pm": "svdd", "svdd-r": "svdd-r", "beam": "beam"}[family]
+        k = _every(t, wide, b - 1) if rew else _every(t, wide - 1, b - t)
+        plan = {"method": name, key: wide, "select_every": k}
+    elif family in ("smc", "smc-fk"):
+        plan = {"method": "smc", "alpha": smc_alpha, "select_every": _every(t, 1, b - 2)}
+        if family == "smc-fk":
+            plan.update(potential="max", tempering="linear")
+    elif family == "branch-select":
+        width = 4 if rew else 2
+        k = _every(t, M * width, b - 1) if rew else _every(t, width * (M - 1), b - width * t)
+        plan = {"method": "branch-select", "K": M, "width": width, "select_every": k}
+    elif family == "tree":
+        plan = {"method": "tree", "K": M}
+    elif family == "svdd-mc":  # network rows: the value net's M rows per selection
+        plan = {"method": "svdd", "M": M, "value": "task", "select_every": _every(t, M, b - t)}
+    elif family == "refine":  # two rounds over the last quarter of the steps
+        rounds, renoise = 2, 0.25
+        steps = t * (1 + rounds * renoise)
+        k = _every(steps, M, b - 1 - rounds) if rew else _every(steps, M - 1, b - steps)
+        plan = {"method": "refine", "M": M, "rounds": rounds, "renoise": renoise, "select_every": k}
+    else:
+        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+    return {**plan, "budget": f"{kind}={b:g}"}
+
+
+def budget_free(family: str, kind: str) -> bool:
+    """Families run once, not per budget: what they spend of ``kind`` does not depend on it."""
+    return family == "pretrained" or (family == "svdd-mc" and kind == "reward_calls") or \
+        (family in ("smc", "smc-fk") and kind == "network_calls")
+
+
+def run_budget_frontier(task: Task, spec: TaskSpec, budgets: list[float], families: list[str], *, seeds=(0, 1, 2),
+                        num_samples: int = 32, max_batch: int | None = None, out: Path, progress: bool = False,
+                        smc_alpha: float | None = None, kind: str = "reward_calls") -> str:
+    """Every family at every budget (``kind`` per sample: reward calls, final scores included, or network rows of
+    the denoiser and value net) over seeds: median and p90 of
+    the guidance reward with t intervals, the held-out reward, naturalness, diversity and the costs spent; a table,
+    a CSV and a figure. Finished runs are stored in ``out/runs`` and reused (the frontier resumes)."""
+    bad = sorted(set(families) - set(FAMILIES))
+    if bad:
+        raise ValueError(f"unknown families {bad}; expected some of {list(FAMILIES)}")
+    if spec.value_net is None:
+        families = [f for f in families if f != "svdd-mc"]
+    smc_alpha = smc_alpha if smc_alpha is not None else task.methods.get("smc", {}).get("alpha", 1.0)
+    t = spec.model.num_steps
+    methods: dict[str, dict[str, Any]] = {}
+    where: dict[str, tuple[str, float | None]] = {}
+    for fam in families:
+        for b in budgets if not budget_free(fam, kind) else [None]:
+            opts = budget_plan(fam, b if b is not None else max(budgets), t, kind, smc_alpha=smc_alpha)
+            label = fam if b is None else f"{fam}@{b:g}"
+            methods[label], where[label] = opts, (fam, b)
+    if "refine" in families and getattr(spec.model, "renoise", None) is None:
+        raise ValueError("the task's model has no renoise(x0, i, generator): leave out family 'refine'")
+    rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=num_samples, max_batch=max_batch,
+                          progress=progress, cache=out / "runs")
+    rows = [r for r in rows if r.label in where]  # no reference row here
+    summary = summarize(rows, spec.naturalness_name)
+    for d in summary:
+        d["family"], d["budget"] = where[d["method"]]
+        d["options"] = json.dumps({k: v for k, v in methods[d["method"]].items() if k not in ("budget",)})
+    out.mkdir(parents=True, exist_ok=True)
+    keys = ["family", "budget", "reward_median", "reward_median_lo", "reward_median_hi", "reward_p90",
+            "reward_p90_lo", "reward_p90_hi", "eval_reward_median", "eval_reward_median_lo", "eval_reward_median_hi",
+            "naturalness_median", "diversity", "reward_calls_per_sample", "network_evals_per_sample",
+            "value_evals_per_sample", "wall_seconds_per_sample", "options"]
+    with open(out / "budget_frontier.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(summary)
+    table = budget_table(summary, spec.naturalness_name)
+    (out / "budget_frontier.md").write_text(
+        f"# {task.name}: every method at equal budgets of {kind.replace('_', ' ')}\n\n{num_samples} samples x seeds "
+        f"{list(seeds)}; budget = most {kind.replace('_', ' ')} per sample (`svdd.Budget`: reward calls include the "
+        "final scores; network calls count denoiser and value-net rows), enforced by the engine. Methods marked `-` "
+        "spend the same whatever the budget and ran once. Median / p90: mean over seeds with a t 95% interval. "
+        "Options per budget: `svdd.compare.budget_plan`.\n\n" + table + "\n")
+    plot_budget_frontier(summary, out / "budget_frontier.png", f"{task.name}: reward at equal budgets "
+                         f"({num_samples} samples x {len(seeds)} seeds)", kind)
+    return table
+
+
+def budget_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
+    has_eval = any("eval_reward_median" in d for d in summary)
+    has_nat = any("naturalness_median" in d for d in summary)
+    head = ["method", "budget", "reward median [95% CI]", "reward p90 [95% CI]"]
+    head += ["eval median [95% CI]"] if has_eval else []
+    head += [f"{naturalness_name} (median)"] if has_nat else []
+    head += ["diversity", "reward calls / sample", "network rows / sample", "wall s / sample", "options"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    order = sorted(summary, key=lambda d: (d["budget"] is not None, d["budget"] or 0, FAMILIES.index(d["family"])))
+    for d in order:
+        def ci(k):
+            return f"{d[k]:.3f} [{d[k + '_lo']:.3f}, {d[k + '_hi']:.3f}]"
+        cells = [d["family"], "-" if d["budget"] is None else f"{d['budget']:g}", ci("reward_median"), ci("reward_p90")]
+        cells += [ci("eval_reward_median")] if has_eval else []
+        cells += [f"{d.get('naturalness_median', float('nan')):.3f}"] if has_nat else []
+        net = d["network_evals_per_sample"] + d["value_evals_per_sample"]
+        cells += [f"{d['diversity']:.3f}", f"{d['reward_calls_per_sample']:.1f}", f"{net:.0f}",
+                  f"{d['wall_seconds_per_sample']:.3f}", f"`{d['options']}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def plot_budget_frontier(summary: list[dict[str, Any]], path: Path, title: str, kind: str = "reward_calls") -> None:
+    """Median guidance reward (and held-out reward) against the budget, one line per method, 95% intervals."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    keys = [("reward_median", "median guidance reward")]
+    if any("eval_reward_median" in d for d in summary):
+        keys.append(("eval_reward_median", "median held-out reward"))
+    budgets = sorted({d["budget"] for d in summary if d["budget"] is not None})
+    fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5), squeeze=False)
+    markers = "os^v<>DPX*h"
+    for ax, (k, name) in zip(axes[0], keys):
+        for j, fam in enumerate(f for f in FAMILIES if any(d["family"] == f for d in summary)):
+            pts = sorted((d for d in summary if d["family"] == fam), key=lambda d: d["budget"] or 0)
+            if pts[0]["budget"] is None:  # budget-free: a flat reference line
+                d = pts[0]
+                ax.axhline(d[k], ls=":", lw=1, color=f"C{j % 10}", label=f"{fam} (any budget)")
+                continue
+            xs = [d["budget"] for d in pts]
+            ys = [d[k] for d in pts]
+            err = [[d[k] - d[k + "_lo"] for d in pts], [d[k + "_hi"] - d[k] for d in pts]]
+            ax.errorbar(xs, ys, yerr=err, marker=markers[j % len(markers)], capsize=2, color=f"C{j % 10}", label=fam)
+        ax.set_xscale("log")
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([f"{b:g}" for b in budgets])
+        ax.set_xlabel(f"budget: {kind.replace('_', ' ')} per sample")
+        ax.set_ylabel(name)
+    axes[0][0].legend(fontsize=7, ncol=2)
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -351,7 +351,7 @@ def check_options(method: str, options: dict[str, Any]) -> None:
         raise ValueError(f"method {method!r} has no option(s) {bad}; its options: {sorted(fields)}")
 
 
-SETTINGS = ("max_batch", "reward_budget", "precision", "auto_batch", "dedupe")  # `svdd.sample` options in a run config
+SETTINGS = ("max_batch", "reward_budget", "precision", "auto_batch", "dedupe", "budget")  # `svdd.sample` options in a run config
 
 
 def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples: int | None = None, seed: int = 0,

@@ -9,8 +9,8 @@ schedule over the steps (``grow``: from width / width_ratio up to width; ``shrin
 width). Branch-and-select: each sample keeps ``width`` active states of its own and returns its best leaf; with
 width 1 it is SVDD at alpha = 0 with M = K.
 
-Cost per step: (population) · K candidates. A step the budget cannot pay for moves every state by one pre-trained
-child instead (no pruning).
+Cost per branching step: (population) · K candidates. A step that does not branch (``select_every`` /
+``select_window``, or one the budget cannot pay for) moves every state by one pre-trained child instead (no pruning).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import torch
 
 from ..engine import unique_rows
 from ..values import CLEAN_REWARD, as_value
-from .base import Final, Method, State, StepInfo, advance, affordable, check_positive_int, deterministic, failed, \
-    register, require_stochastic, start
+from .base import Final, Method, State, StepInfo, advance, affordable, check_positive_int, check_schedule, deterministic, \
+    failed, register, require_stochastic, selects, start
 
 Tensor = torch.Tensor
 SCHEDULES = ("constant", "grow", "shrink")
@@ -40,9 +40,12 @@ class _Search(Method):
     width: int | None = None
     value: Any = None
     final_reward: bool = False
+    select_every: int = 1  # branch at every k-th step only (the others: one pre-trained child per state)
+    select_window: tuple[int, int] | None = None
 
     def __post_init__(self):
         check_positive_int("K", self.K)
+        check_schedule(self)
         if self.width is not None:
             check_positive_int("width", self.width)
         self.value = as_value(self.value)
@@ -71,7 +74,7 @@ class _Search(Method):
         w_now, w_next = state.x.shape[0] // g, self.group_width(engine, i + 1)
         score = CLEAN_REWARD if last and self.final_reward else self.value
         rows = g * w_now * self.K
-        if self.K == 1 or deterministic(model, i) or not affordable(engine, score, rows, i + 1, g * w_next,
+        if self.K == 1 or not selects(self, i) or deterministic(model, i) or not affordable(engine, score, rows, i + 1, g * w_next,
                                                                                  final=n_out):
             x = model.step(state.x, state.pred, i, engine.gen["model"])
             return advance(engine, x, i), StepInfo()

@@ -32,6 +32,7 @@ class Refine(Method):
     M: int = 10
     alpha: float = 0.0
     value: Any = None
+    select_every: int = 1  # the SVDD passes select at every k-th step
     init_samples: Any = None  # clean samples to refine (one row per sample); None: an SVDD run from noise first
 
     def __post_init__(self):
@@ -44,7 +45,7 @@ class Refine(Method):
         if self.init_samples is not None and not isinstance(self.init_samples, torch.Tensor):
             raise TypeError(f"init_samples must be a tensor of clean samples (one row per sample), got "
                             f"{type(self.init_samples).__name__}")
-        self.kernel = SVDD(M=self.M, alpha=self.alpha, value=self.value)
+        self.kernel = SVDD(M=self.M, alpha=self.alpha, value=self.value, select_every=self.select_every)
         self.value = self.kernel.value
 
     def check(self, model, reward):

@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import torch
+
 from ..resampling import ess, get_resampler
 from .base import StepInfo, advance, check_alpha, register
 from .particles import ParticleMethod
