@@ -25,10 +25,11 @@ def state_index(x: torch.Tensor) -> torch.Tensor:
 
 
 class Problem:
-    def __init__(self, seed: int = 0, num_steps: int = 4, reward_scale: float = 2.0, first_token=None):
+    def __init__(self, seed: int = 0, num_steps: int = 4, reward_scale: float = 2.0, first_token=None,
+                 concentration: float = 0.8):
         rng = np.random.default_rng(seed)
         self.first_token = None if first_token is None else np.asarray(first_token, dtype=float)
-        self.p = rng.dirichlet(np.full(V**L, 0.8))  # data distribution over the 64 clean sequences
+        self.p = rng.dirichlet(np.full(V**L, concentration))  # data distribution over the 64 clean sequences
         self.r = rng.uniform(0, reward_scale, V**L)  # reward table
         self.clean = [s for s in STATES if MASK not in s]
         self.T = num_steps

@@ -484,6 +484,7 @@ def run_budget_frontier(task: Task, spec: TaskSpec, budgets: list[float], famili
             "reward_p90_lo", "reward_p90_hi", "eval_reward_median", "eval_reward_median_lo", "eval_reward_median_hi",
             "naturalness_median", "diversity", "reward_calls_per_sample", "network_evals_per_sample",
             "value_evals_per_sample", "wall_seconds_per_sample", "options"]
+    keys[-1:-1] = [k for k in summary[0] if k.startswith("metric_")]
     with open(out / "budget_frontier.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
         w.writeheader()
@@ -506,7 +507,9 @@ def budget_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
     head = ["method", "budget", "reward median [95% CI]", "reward p90 [95% CI]"]
     head += ["eval median [95% CI]"] if has_eval else []
     head += [f"{naturalness_name} (median)"] if has_nat else []
-    head += ["diversity", "reward calls / sample", "network rows / sample", "wall s / sample", "options"]
+    extra = [k for k in summary[0] if k.startswith("metric_")]
+    head += ["diversity", *(k[len("metric_"):] for k in extra), "reward calls / sample", "network rows / sample",
+             "wall s / sample", "options"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     order = sorted(summary, key=lambda d: (d["budget"] is not None, d["budget"] or 0, FAMILIES.index(d["family"])))
     for d in order:
@@ -516,7 +519,8 @@ def budget_table(summary: list[dict[str, Any]], naturalness_name: str) -> str:
         cells += [ci("eval_reward_median")] if has_eval else []
         cells += [f"{d.get('naturalness_median', float('nan')):.3f}"] if has_nat else []
         net = d["network_evals_per_sample"] + d["value_evals_per_sample"]
-        cells += [f"{d['diversity']:.3f}", f"{d['reward_calls_per_sample']:.1f}", f"{net:.0f}",
+        cells += [f"{d['diversity']:.3f}", *(f"{d[k]:.3f}" for k in extra), f"{d['reward_calls_per_sample']:.1f}",
+                  f"{net:.0f}",
                   f"{d['wall_seconds_per_sample']:.3f}", f"`{d['options']}`"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -6,7 +6,7 @@ mean or a value net; the reward itself at the clean level), identical children a
 group keeps its best ``width`` children -- a deterministic top-k, not a draw. Global beam: the population is one beam
 of ``width`` states (default: the number of samples) whose best N clean states are returned; its width may follow a
 schedule over the steps (``grow``: from width / width_ratio up to width; ``shrink``: from width · width_ratio down to
-width). Branch-and-select: each sample keeps ``width`` active states of its own and returns its best leaf; with
+width; linear in the level, reaching the width at level T − 1). Branch-and-select: each sample keeps ``width`` active states of its own and returns its best leaf; with
 width 1 it is SVDD at alpha = 0 with M = K.
 
 Cost per branching step: (population) · K candidates. A step that does not branch (``select_every`` /
@@ -65,7 +65,21 @@ class _Search(Method):
     # the kernel -------------------------------------------------------------------------------------------------------
     def init(self, engine, n):
         g, w = self.groups(n), self.group_width(engine, 0)
+        self._check_budget(engine, n, g)
         return start(engine, g * w)
+
+    def _check_budget(self, engine, n: int, g: int) -> None:
+        """Refuse a budget that cannot carry the population itself to the clean level (network rows) or score it."""
+        b, t = engine.budget, engine.model.num_steps
+        if b is None:
+            return
+        rows = sum(g * self.group_width(engine, level) for level in range(t)) / n
+        final = g * self.group_width(engine, t) / n
+        for kind, need in (("network_calls", rows), ("reward_calls", final)):
+            have = getattr(b, kind)
+            if have is not None and have < need:
+                raise ValueError(f"method {self.name!r} with this width needs at least {need:g} {kind} per sample "
+                                 f"(its population taken to the clean level and scored); the budget gives {have:g}")
 
     def step(self, engine, state: State, i: int) -> tuple[State, StepInfo]:
         model, n_out = engine.model, engine.num_samples
@@ -74,10 +88,8 @@ class _Search(Method):
         w_now, w_next = state.x.shape[0] // g, self.group_width(engine, i + 1)
         score = CLEAN_REWARD if last and self.final_reward else self.value
         rows = g * w_now * self.K
-        if self.K == 1 or not selects(self, i) or deterministic(model, i) or not affordable(engine, score, rows, i + 1, g * w_next,
-                                                                                 final=n_out):
-            x = model.step(state.x, state.pred, i, engine.gen["model"])
-            return advance(engine, x, i), StepInfo()
+        if self.K == 1 or not selects(self, i) or deterministic(model, i) or not affordable(engine, score, rows, i + 1, g * w_next):
+            return self._plain(engine, state, i, g * w_next), StepInfo()
         cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=self.K)
         cand_pred = (engine.predict(cands, i + 1, parents=(state.x, state.pred))
                      if score.needs_prediction and not last else None)
@@ -97,6 +109,14 @@ class _Search(Method):
         rewards = kept if last and score.reward_at_clean else None
         info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.view(g, -1).all(1).sum()))
         return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
+
+    def _plain(self, engine, state: State, i: int, rows: int) -> State:
+        """One pre-trained child per state; a beam whose schedule widens draws more children per state (not
+        selected), and one that narrows keeps its first (best-valued) states."""
+        model, now = engine.model, state.x.shape[0]
+        grow = -(-rows // now) if rows > now and not self.per_sample and not deterministic(model, i) else 1
+        x = model.step(state.x, state.pred, i, engine.gen["model"], num_children=grow)
+        return advance(engine, x[:rows] if not self.per_sample else x, i)
 
     def finish(self, engine, state):
         n = engine.num_samples
@@ -155,8 +175,8 @@ class BeamSearch(_Search):
                              "returned samples; use width >= num_samples (or width=None)")
 
     def group_width(self, engine, level):
-        w = self.width or engine.num_samples
-        f = level / engine.model.num_steps
+        w, t = self.width or engine.num_samples, engine.model.num_steps
+        f = min(1.0, level / max(t - 1, 1))  # full width one step early: a last step may be deterministic
         start = {"constant": w, "grow": w / self.width_ratio, "shrink": w * self.width_ratio}[self.schedule]
         return max(1, round(start + (w - start) * f))
 
