@@ -246,7 +246,10 @@ def cmd_sample(args) -> int:
     from .distributed import torchrun_world
     from .runs import check_options, sample_run
     task = _get_task(args)
-    check_options(args.method, _overrides(args))  # before the folder is made
+    options = _overrides(args)
+    if args.init_samples:  # a warm start: the user's sequences / molecules, refined (method refine)
+        options["init_samples"] = str(Path(args.init_samples).resolve())
+    check_options(args.method, options)  # before the folder is made
     task_options = _task_options(args, task)
     world = torchrun_world()
     path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
@@ -258,7 +261,7 @@ def cmd_sample(args) -> int:
 
     res = sample_run(path, task if args.prior else task.name, args.method, num_samples=args.num_samples,
                      seed=args.seed,
-                     chunk_size=args.chunk_size, task_options=task_options, options=_overrides(args),
+                     chunk_size=args.chunk_size, task_options=task_options, options=options,
                      engine=args.engine, workers=args.workers, address=args.address,
                      gpus_per_worker=args.gpus_per_worker, reward_workers=args.reward_workers,
                      cpus_per_reward_worker=args.cpus_per_reward_worker, write_on=args.write_on,
@@ -479,7 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "Method options rule: --M, --alpha and --set are options of --method; one it does not have "
                        "is an error naming it.")
     common(s, out_required=False)
-    s.add_argument("--method", default="svdd", help="pretrained, best-of-n, svdd, smc, svdd-r, dps")
+    s.add_argument("--method", default="svdd",
+                   help="pretrained, best-of-n, svdd, smc, svdd-r, dps, beam, branch-select, tree, refine")
+    s.add_argument("--init-samples", default=None, metavar="FILE",
+                   help="--method refine: start from these samples instead of noise (the task's format: FASTA for "
+                        "sequence tasks, one SMILES per line for molecules); one refined sample per given one")
     s.add_argument("--chunk-size", type=_positive, default=256,
                    help="samples per chunk (default 256): each finished chunk is written to OUT/chunks at once, so an "
                         "interrupted run resumes from it; chunk k > 0 draws from a seed derived from (seed, k)")

@@ -314,10 +314,33 @@ class SampleJob:
         return self._spec
 
     def config(self, num_samples: int, seed: int, chunk_size: int) -> dict[str, Any]:
-        """The run's config: what its chunks depend on (the task's weight hashes included)."""
+        """The run's config: what its chunks depend on (the task's weight hashes included; a warm start's file by
+        its content hash)."""
         from .compare import _plain
-        return {"task": self.spec.config, "method": self.method, "options": _plain(self.options),
-                "num_samples": num_samples, "seed": seed, "chunk_size": chunk_size, **self.settings}
+        cfg = {"task": self.spec.config, "method": self.method, "options": _plain(self.options),
+               "num_samples": num_samples, "seed": seed, "chunk_size": chunk_size, **self.settings}
+        if isinstance(self.options.get("init_samples"), (str, Path)):
+            cfg["init_samples_sha256"] = hashlib.sha256(Path(self.options["init_samples"]).read_bytes()).hexdigest()
+        return cfg
+
+    def start_rows(self) -> torch.Tensor | None:
+        """The samples of a warm start given as a file (``options["init_samples"]``: a path the task reads)."""
+        path = self.options.get("init_samples")
+        if not isinstance(path, (str, Path)):
+            return None
+        if getattr(self, "_start", None) is None:
+            if self.spec.read_samples is None:
+                raise ValueError(f"this task cannot read samples from a file ({path}); pass init_samples as a tensor")
+            self._start = self.spec.read_samples(path)
+        return self._start
+
+    def options_for(self, start: int | None = None, stop: int | None = None) -> dict[str, Any]:
+        """The method options with the task's value net and a warm start's rows [start, stop) filled in."""
+        opts = self.spec.resolve(self.options)
+        rows = self.start_rows()
+        if rows is not None:
+            opts["init_samples"] = rows[start:stop]
+        return opts
 
     def __call__(self, chunk: dict[str, int]) -> dict[str, Any]:
         """Run one chunk: the `RunFolder.write_chunk` keyword arguments."""
@@ -326,7 +349,8 @@ class SampleJob:
         from .api import sample
         spec = self.spec
         res = sample(spec.model, spec.reward, self.method, num_samples=chunk["stop"] - chunk["start"],
-                     seed=chunk["seed"], progress=self.progress, **self.settings, **spec.resolve(self.options))
+                     seed=chunk["seed"], progress=self.progress, **self.settings,
+                     **self.options_for(chunk["start"], chunk["stop"]))
         with torch.no_grad():
             ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
         return {"samples": res.samples, "rewards": res.rewards, "eval_rewards": ev,
@@ -335,7 +359,7 @@ class SampleJob:
                          "log_z": res.log_z, "run_config": res.config}}
 
     def __getstate__(self):  # ship the description, not the built task: each worker builds its own once
-        return {**self.__dict__, "_spec": None}
+        return {**self.__dict__, "_spec": None, "_start": None}
 
 
 def check_options(method: str, options: dict[str, Any]) -> None:
@@ -416,13 +440,16 @@ def sample_run(out: str | Path, task: Any, method: str = "svdd", *, num_samples:
         progress = sys.stderr.isatty()
     job = SampleJob(task, task_options, method, options, settings, progress=progress and world is None)
     spec = job.spec
-    n = num_samples if num_samples is not None else task_obj.num_samples
+    rows = job.start_rows()
+    n = num_samples if num_samples is not None else (task_obj.num_samples if rows is None else rows.shape[0])
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {n!r}")
     config = job.config(n, seed, chunk_size)
     if asked_device is not None:  # as asked, not per rank: a run resumes under any engine
         config["task"] = {**config["task"], "options": {**config["task"].get("options", {}), "device": asked_device}}
-    m = get_method(method, **spec.resolve(options))  # bad options fail here, before the folder is written
+    m = get_method(method, **job.options_for())  # bad options fail here, before the folder is written
+    if "init_samples" in options:
+        m.check_run(n)  # the warm start's rows against num_samples
     m.check(spec.model, spec.reward)
     path = Path(out)
     leader = world is None or world[0] == 0

@@ -22,6 +22,7 @@ class TaskSpec:
     write_samples: Callable[..., None] | None = None  # (folder, samples, {reward name: values}) -> files
     reference: Callable[[int, int], torch.Tensor] | None = None  # (n, seed) -> n real samples for a "data" row
     figure: Callable[..., None] | None = None  # ({method: samples}, {method: rewards}, path, title) -> one figure
+    read_samples: Callable[[Any], torch.Tensor] | None = None  # a user's file (FASTA, SMILES list) -> clean samples
     config: dict[str, Any] = field(default_factory=dict)  # task name, options, weight hashes (see `task_config`)
 
     def resolve(self, options: dict[str, Any]) -> dict[str, Any]:

@@ -60,11 +60,17 @@ def build_spec(num_steps: int = 128) -> TaskSpec:
                     naturalness_name="log-lik. bound (nats/seq)",
                     eval_reward=eval_reward, decode=decode,
                     value_net=nets.get("value"), set_metrics={"6mer_corr_hepg2": _kmer_corr_with_real_hepg2},
-                    write_samples=_write_samples,
+                    write_samples=_write_samples, read_samples=_read_samples,
                     config=task_config({"num_steps": num_steps}, reward, eval_reward, denoiser=nets["denoiser"],
                                        reward_oracle=nets["guidance"], eval_oracle=nets["evaluation"],
                                        value_net=nets.get("value")))
     return spec
+
+
+def _read_samples(path) -> torch.Tensor:
+    """A FASTA file of 200-bp sequences over ACGT (refinement's warm start)."""
+    from .data import read_fasta
+    return read_fasta(path)[1]
 
 
 _REAL_HEPG2 = {}

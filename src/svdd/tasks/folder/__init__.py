@@ -12,7 +12,7 @@ import torch
 from ...io import load_module
 from ...rewards import Reward
 from .. import Task, TaskSpec, standard_methods, task_config
-from .data import Alphabet
+from .data import Alphabet, read_fasta
 
 
 class FolderOracle(Reward):
@@ -73,9 +73,13 @@ class FolderTask:
         def write_samples(folder: Path, samples: torch.Tensor, rewards: dict[str, torch.Tensor]) -> None:
             write_outputs(folder, alpha.decode(samples), rewards)
 
+        def read_samples(path) -> torch.Tensor:  # a FASTA file in the prior's alphabet (refinement's warm start)
+            names, seqs = read_fasta(path)
+            return alpha.encode(seqs, names, source=str(path))
+
         return TaskSpec(model, reward, naturalness=lambda x: -model.nelbo(x, num_draws=8, max_batch=512),
                         naturalness_name="log-lik. bound (nats/seq)", eval_reward=eval_reward, decode=alpha.decode,
-                        value_net=value_net, write_samples=write_samples,
+                        value_net=value_net, write_samples=write_samples, read_samples=read_samples,
                         config=task_config({"num_steps": steps}, reward, eval_reward, denoiser=net,
                                            reward_oracle=reward.net,
                                            eval_oracle=eval_reward.net if eval_reward else None, value_net=value_net))

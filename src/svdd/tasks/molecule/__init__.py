@@ -94,7 +94,7 @@ def build_spec(reward: str = "qed", num_steps: int | None = None, exhaustiveness
     return TaskSpec(model, guide, naturalness=lambda x: -model.nelbo(x, num_draws=8, max_batch=512),
                     naturalness_name="log-lik. bound (nats/molecule)", eval_reward=eval_reward,
                     decode=lambda x: [s or "" for s in decode(x)], value_net=value, set_metrics=set_metrics,
-                    write_samples=write_samples, reference=reference, figure=figure,
+                    write_samples=write_samples, reference=reference, figure=figure, read_samples=read_smiles,
                     config=task_config(options, guide, eval_reward, denoiser=model.network, value_net=value))
 
 
@@ -104,6 +104,27 @@ def reference(n: int, seed: int) -> torch.Tensor:
     test = moses_tokens("test")
     g = torch.Generator().manual_seed(seed)
     return test[torch.randperm(test.shape[0], generator=g)[:n]]
+
+
+def read_smiles(path) -> torch.Tensor:
+    """A text file with one SMILES per line (first column; blank lines and lines starting with # skipped) ->
+    tokens. Errors name the line."""
+    from .data import MoleculeError, encode_one
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such SMILES file")
+    rows = []
+    for ln, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            rows.append(encode_one(line.split()[0]))
+        except MoleculeError as exc:
+            raise ValueError(f"{path}: line {ln}: {exc}") from None
+    if not rows:
+        raise ValueError(f"{path}: no SMILES")
+    return torch.tensor(rows, dtype=torch.long)
 
 
 def write_samples(folder: Path, samples: torch.Tensor, rewards: dict[str, torch.Tensor]) -> None:
