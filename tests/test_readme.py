@@ -43,7 +43,8 @@ SMALL = {"toy-motif": "--num-samples 16", "fashion-class": "--num-samples 2 --ta
          "fashion-compress": "--num-samples 2 --task-option num_steps=3",
          "molecule-qed": "--num-samples 4 --task-option num_steps=4",
          "molecule-docking-parp1": "--num-samples 2 --task-option num_steps=4"}
-PROMISED = {"sample": ["run.json", "rewards.csv"], "compare": ["table.md", "table.csv", "reward_hist.png"]}
+PROMISED = {"sample": ["run.json", "rewards.csv"], "compare": ["table.md", "table.csv", "reward_hist.png"],
+            "frontier": ["budget_frontier.md", "budget_frontier.csv", "budget_frontier.png"]}
 SLOW = {"molecule-docking-parp1"}
 
 
@@ -221,3 +222,14 @@ def test_bring_your_own_sequences_example(tmp_path):
         p = subprocess.run([SVDD, *args, *extra, "--quiet"], capture_output=True, text=True, cwd=tmp_path, timeout=600)
         assert p.returncode == 0, (line, p.stderr)
     assert "svdd-mc" in (tmp_path / "my-compare" / "table.md").read_text()
+
+
+def test_search_and_budget_example(capsys):
+    code = block("python", "svdd.Budget(reward_calls=40)")
+    ns: dict = {}
+    exec(compile(code, "README: search and budgets", "exec"), ns)
+    out = capsys.readouterr().out
+    for method in ("best-of-n", "svdd", "beam", "tree", "smc"):
+        line = next(ln for ln in out.splitlines() if ln.startswith(method + " "))
+        assert float(line.rsplit(" ", 1)[1]) <= 40  # reward calls per sample within the budget
+    assert ns["better"].rewards.shape == (4,)
