@@ -224,3 +224,31 @@ def test_seconds_budget_stops_selection(gmm):
     res = svdd.sample(model, reward, "svdd", M=4, num_samples=8, seed=0, budget="seconds=1e-9")
     plain = svdd.sample(model, reward, "pretrained", num_samples=8, seed=0)
     assert torch.equal(res.samples, plain.samples)  # no selection fits a nanosecond
+
+
+# the command line ------------------------------------------------------------------------------------------------------
+
+def test_cli_budget_and_budget_frontier(tmp_path, capsys):
+    import json
+
+    from svdd.cli import main
+    out = tmp_path / "beam"
+    assert main(["sample", "--task", "toy-motif", "--method", "beam", "--set", "K=6", "--budget", "reward_calls=25",
+                 "--num-samples", "8", "--quiet", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["summary"]["cost_per_sample"]["reward_calls"] <= 25 and run["config"]["budget"] == {"reward_calls": 25.0}
+    with pytest.raises(SystemExit) as e:
+        main(["sample", "--task", "toy-motif", "--budget", "reward_calls=lots", "--out", str(tmp_path / "bad")])
+    assert e.value.code == 2 and "'lots' is not a number" in capsys.readouterr().err
+    front = tmp_path / "front"
+    args = ["frontier", "--task", "toy-motif", "--budgets", "10,30", "--families", "pretrained,svdd-pm,beam,refine",
+            "--seeds", "0,1", "--num-samples", "8", "--quiet"]
+    assert main(args + ["--out", str(front)]) == 0
+    table = (front / "budget_frontier.md").read_text()
+    assert all(f"| {fam} | {b} |" in table for fam in ("svdd-pm", "beam", "refine") for b in (10, 30))
+    rows = list(__import__("csv").DictReader(open(front / "budget_frontier.csv")))
+    assert all(float(r["reward_calls_per_sample"]) <= float(r["budget"] or 1) for r in rows)
+    stamp = {p.name: p.stat().st_mtime_ns for p in (front / "runs").iterdir()}
+    assert main(args + ["--budgets", "10,30,60", "--resume", str(front)]) == 0  # a budget added: the rest reused
+    again = {p.name: p.stat().st_mtime_ns for p in (front / "runs").iterdir()}
+    assert all(again[k] == v for k, v in stamp.items()) and len(again) == len(stamp) + 2 * 3
