@@ -548,9 +548,11 @@ def plot_budget_frontier(summary: list[dict[str, Any]], path: Path, title: str, 
             ys = [d[k] for d in pts]
             err = [[d[k] - d[k + "_lo"] for d in pts], [d[k + "_hi"] - d[k] for d in pts]]
             ax.errorbar(xs, ys, yerr=err, marker=markers[j % len(markers)], capsize=2, color=f"C{j % 10}", label=fam)
+        from matplotlib.ticker import NullFormatter
         ax.set_xscale("log")
         ax.set_xticks(budgets)
         ax.set_xticklabels([f"{b:g}" for b in budgets])
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(f"budget: {kind.replace('_', ' ')} per sample")
         ax.set_ylabel(name)
     axes[0][0].legend(fontsize=7, ncol=2)
