@@ -45,7 +45,7 @@ results-dna: install
 	$(VENV)/bin/svdd frontier --task dna-enhancer --num-samples 32 --Ms 1,2,5,10,20,40 --resume results/dna-enhancer/frontier
 
 # every method at equal network-row budgets, DNA and Fashion-MNIST compressibility (as committed: the two ran side by
-# side on 2 CPU cores, DNA about 75 minutes, Fashion-MNIST about 45)
+# side on 2 CPU cores: DNA 56 minutes, Fashion-MNIST 46)
 results-search: install data-fashion
 	$(VENV)/bin/svdd frontier --task dna-enhancer --budgets 256,512,1024 --budget-kind network_calls --seeds 0,1,2 \
 	  --num-samples 32 --resume results/dna-enhancer/search
