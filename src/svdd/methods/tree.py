@@ -93,11 +93,16 @@ class TreeSearch(Method):
         s = start(engine, n)
         t = engine.model.num_steps
         trees = [_Tree(s.x[j:j + 1], s.pred[j:j + 1]) for j in range(n)]
-        bar = engine.trange(self.iterations or 10 ** 9, self.name)
-        for _ in bar:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=self.iterations, desc=f"{self.name} iterations", disable=not engine.progress, leave=False,
+                   dynamic_ncols=True)  # no total when the budget decides
+        done = 0
+        while self.iterations is None or done < self.iterations:
             if all(tr.closed[0] for tr in trees) or not self._affords(engine, trees, t):
                 break
             self._iterate(engine, trees, t)
+            done += 1
+            bar.update()
         bar.close()
         x, r = self._finish(engine, trees, t)
         return State(x=x, pred=None, level=t, rewards=r)
