@@ -240,6 +240,15 @@ def test_cli_budget_and_budget_frontier(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["sample", "--task", "toy-motif", "--budget", "reward_calls=lots", "--out", str(tmp_path / "bad")])
     assert e.value.code == 2 and "'lots' is not a number" in capsys.readouterr().err
+    cmp = tmp_path / "cmp"  # compare runs every method that takes a budget under it
+    assert main(["compare", "--task", "toy-motif", "--methods", "pretrained,svdd-pm,beam", "--budget", "reward_calls=20",
+                 "--seeds", "0", "--num-samples", "8", "--quiet", "--out", str(cmp)]) == 0
+    summary = json.loads((cmp / "summary.json").read_text())["summary"]
+    assert all(d["reward_calls_per_sample"] <= 20 for d in summary)
+    capsys.readouterr()
+    assert main(["frontier", "--task", "toy-motif", "--budget", "reward_calls=20", "--out", str(tmp_path / "fb")]) == 2
+    assert "takes no --budget" in capsys.readouterr().err
+    assert not (tmp_path / "fb").exists()
     front = tmp_path / "front"
     args = ["frontier", "--task", "toy-motif", "--budgets", "10,30", "--families", "pretrained,svdd-pm,beam,refine",
             "--seeds", "0,1", "--num-samples", "8", "--quiet"]

@@ -300,7 +300,7 @@ def _resume_command(args, path: Path) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .compare import run_comparison, summarize, write_outputs
+    from .compare import check_methods, run_comparison, summarize, write_outputs
     from .methods import METHODS
     task = _get_task(args)
     methods = dict(task.methods)
@@ -322,7 +322,7 @@ def cmd_compare(args) -> int:
     spec = task.make(**task_options)
     n = args.num_samples if args.num_samples is not None else \
         (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
-    _check_methods(methods, spec)
+    check_methods(methods, spec)
     _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "max_batch": args.max_batch,
                                   "reward_budget": args.reward_budget})
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
@@ -359,19 +359,6 @@ def _compare_manifest(args, out: Path, config: dict, kind: str = "compare") -> N
     atomic_write(path, json.dumps(manifest, indent=2).encode())
 
 
-def _check_methods(methods: dict[str, dict], spec) -> None:
-    """Build every compared method's config and check it against the model and reward before the first run, so that
-    a bad option fails before any work, not after the methods before it ran."""
-    from .methods import get_method
-    for label, entry in methods.items():
-        opts = dict(entry)
-        name = opts.pop("method")
-        try:
-            get_method(name, **spec.resolve(opts)).check(spec.model, spec.reward)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"method {label!r}: {exc}") from None
-
-
 def cmd_train(args) -> int:
     """`svdd train prior|oracle|value`: the folders of a folder task, from a user's FASTA / CSV."""
     from .tasks.folder import train
@@ -404,46 +391,43 @@ def cmd_train(args) -> int:
 
 
 def cmd_frontier(args) -> int:
-    from .compare import run_budget_frontier, run_frontier
+    from .compare import FAMILIES, run_budget_frontier, run_frontier
     from .methods.base import check_alpha
     task = _get_task(args)
+    bad = sorted(set(_overrides(args)) - {"alpha"})
+    if args.budgets and (bad or args.budget or args.reward_budget is not None):
+        raise ValueError("frontier --budgets sets each method's options and budget itself; it takes --alpha (SMC) "
+                         f"but not {bad or '--budget / --reward-budget'}")
+    if bad:
+        raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
+    if args.budget:
+        raise ValueError("frontier sweeps M over --Ms and takes no --budget; use --budgets (every method at each "
+                         "budget) or --reward-budget")
+    if args.alpha is not None:
+        check_alpha(args.alpha, positive=True)
+    task_options = _task_options(args, task)
+    out = _run_dir(args)
+    spec = task.make(**task_options)
     if args.budgets:  # every method at the same budgets
-        if args.alpha is not None:
-            check_alpha(args.alpha, positive=True)
-        bad = sorted(set(_overrides(args)) - {"alpha"})
-        if bad or args.budget or args.reward_budget is not None:
-            raise ValueError("frontier --budgets sets each method's options and budget itself; it takes --alpha (SMC) "
-                             f"but not {bad or '--budget / --reward-budget'}")
-        task_options = _task_options(args, task)
-        out = _run_dir(args)
-        spec = task.make(**task_options)
         n = args.num_samples if args.num_samples is not None else 32
         seeds = args.seeds or [0, 1, 2]
-        from .compare import FAMILIES
         families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(FAMILIES)
         _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seeds": seeds, "kind": args.budget_kind,
                                       "max_batch": args.max_batch, "alpha": args.alpha}, kind="frontier")
         table = run_budget_frontier(task, spec, args.budgets, families, seeds=seeds, num_samples=n,
                                     max_batch=args.max_batch, out=out, progress=_progress(args),
                                     smc_alpha=args.alpha, kind=args.budget_kind)
-        print(table)
-        print(f"\nwritten: {out}/budget_frontier.md, budget_frontier.csv, budget_frontier.png")
-        return 0
-    bad = sorted(set(_overrides(args)) - {"alpha"})
-    if bad:
-        raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
-    if args.alpha is not None:
-        check_alpha(args.alpha, positive=True)
-    task_options = _task_options(args, task)
-    out = _run_dir(args)
-    spec = task.make(**task_options)
-    n = args.num_samples if args.num_samples is not None else 64
-    _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seed": args.seed,
-                                  "max_batch": args.max_batch, "reward_budget": args.reward_budget}, kind="frontier")
-    table = run_frontier(task, spec, args.Ms, num_samples=n, seed=args.seed, max_batch=args.max_batch, out=out,
-                         progress=_progress(args), smc_alpha=args.alpha, reward_budget=args.reward_budget)
+        written = "budget_frontier.md, budget_frontier.csv, budget_frontier.png"
+    else:
+        n = args.num_samples if args.num_samples is not None else 64
+        _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seed": args.seed,
+                                      "max_batch": args.max_batch, "reward_budget": args.reward_budget},
+                          kind="frontier")
+        table = run_frontier(task, spec, args.Ms, num_samples=n, seed=args.seed, max_batch=args.max_batch, out=out,
+                             progress=_progress(args), smc_alpha=args.alpha, reward_budget=args.reward_budget)
+        written = "frontier.md, frontier.csv, frontier.png"
     print(table)
-    print(f"\nwritten: {out}/frontier.md, frontier.csv, frontier.png")
+    print(f"\nwritten: {out}/{written}")
     return 0
 
 

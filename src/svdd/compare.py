@@ -62,6 +62,19 @@ def _q(a: np.ndarray, q: float) -> float:
     return float(np.quantile(a, q)) if a.size else float("nan")
 
 
+def check_methods(methods: dict[str, dict[str, Any]], spec: TaskSpec) -> None:
+    """Build every compared method's config and check it against the model and reward before the first run, so that
+    a bad option fails before any work, not after the methods before it ran (``budget`` is a run setting, not an
+    option)."""
+    from .methods import get_method
+    for label, entry in methods.items():
+        opts = {k: v for k, v in entry.items() if k not in ("method", "budget")}
+        try:
+            get_method(entry["method"], **spec.resolve(opts)).check(spec.model, spec.reward)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"method {label!r}: {exc}") from None
+
+
 def run_comparison(task: Task, spec: TaskSpec, methods: dict[str, dict[str, Any]], *, seeds=(0,), num_samples: int = 64,
                    max_batch: int | None = None, progress: bool = False, cache: Path | None = None,
                    reward_budget: float | None = None) -> list[MethodRow]:
@@ -382,7 +395,7 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-# Every method at the same reward-call budgets -------------------------------------------------------------------------
+# Every method at the same budgets -------------------------------------------------------------------------------------
 
 FAMILIES = ("pretrained", "best-of-n", "svdd-pm", "svdd-r", "smc", "smc-fk", "beam", "branch-select", "tree", "refine",
             "svdd-mc")
@@ -392,7 +405,8 @@ KINDS = ("reward_calls", "network_calls")
 
 
 def _every(steps: float, per_selection: float, room: float) -> int:
-    """The selection interval k so that (steps / k) selections of ``per_selection`` calls fit ``room``, at least 1."""
+    """The selection interval k so that (steps / k) selections of ``per_selection`` calls fit ``room``, at least 1
+    (no room: an interval longer than any run -- the first step only, if the engine's budget check lets it)."""
     return max(1, math.ceil(steps * per_selection / room)) if room > 0 else 10 ** 9
 
 
@@ -400,8 +414,8 @@ def budget_plan(family: str, budget: float, num_steps: int, kind: str = "reward_
                 smc_alpha: float = 1.0) -> dict[str, Any]:
     """Method options of ``family`` at ``budget`` (reward calls or network rows per sample): each method spreads its
     spending over the run (a selection interval, a number of draws or candidates) and the engine's `svdd.Budget`
-    caps what it spends. A family whose spending of that kind does not grow with the budget (pretrained; SVDD-MC and
-    tree search for reward calls... see `budget_free`) ignores it."""
+    caps what it spends. A family whose spending of that kind does not depend on the budget (see `budget_free`) gets
+    its fixed options."""
     if kind not in KINDS:
         raise ValueError(f"unknown budget kind {kind!r}; expected one of {KINDS}")
     b, t, rew = float(budget), num_steps, kind == "reward_calls"
@@ -470,8 +484,7 @@ def run_budget_frontier(task: Task, spec: TaskSpec, budgets: list[float], famili
             opts = budget_plan(fam, b if b is not None else max(budgets), t, kind, smc_alpha=smc_alpha)
             label = fam if b is None else f"{fam}@{b:g}"
             methods[label], where[label] = opts, (fam, b)
-    if "refine" in families and getattr(spec.model, "renoise", None) is None:
-        raise ValueError("the task's model has no renoise(x0, i, generator): leave out family 'refine'")
+    check_methods(methods, spec)  # e.g. refine on a model without renoise: before any run
     rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=num_samples, max_batch=max_batch,
                           progress=progress, cache=out / "runs")
     rows = [r for r in rows if r.label in where]  # no reference row here

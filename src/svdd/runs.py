@@ -301,6 +301,7 @@ class SampleJob:
         self.task, self.task_options, self.method = task, dict(task_options), method
         self.options, self.settings, self.progress = dict(options), dict(settings), progress
         self._spec = None
+        self._start: torch.Tensor | None = None  # a warm start's samples, read from its file once
         self.reward_pool = None  # a `svdd.distributed.RayRewardPool` that evaluates the reward instead (Ray engine)
 
     @property
@@ -328,7 +329,7 @@ class SampleJob:
         path = self.options.get("init_samples")
         if not isinstance(path, (str, Path)):
             return None
-        if getattr(self, "_start", None) is None:
+        if self._start is None:
             if self.spec.read_samples is None:
                 raise ValueError(f"this task cannot read samples from a file ({path}); pass init_samples as a tensor")
             self._start = self.spec.read_samples(path)

@@ -198,17 +198,17 @@ def selects(method, i: int) -> bool:
     return i % getattr(method, "select_every", 1) == 0
 
 
-def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False, final: int | None = None) -> bool:
+def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False) -> bool:
     """Whether scoring ``rows`` candidates at ``level`` with ``score`` fits the engine's budgets in the worst case
     (every candidate a real reward call), with the least the rest of the run needs: ``n`` states going on to the
     clean level by the pre-trained transition and ``n`` final scores. ``predicted``: the rows' network outputs are
-    already paid for; ``final``: the final scores still to pay when not ``n``. A method skips a selection / weighting step it cannot afford."""
+    already paid for. A method skips a selection / weighting step it cannot afford."""
     t = engine.model.num_steps
     clean = level >= t
     net = 0 if clean or (predicted and score.needs_prediction) else score.network_calls(rows)
     paid = predicted or score.needs_prediction  # the kept states' outputs at ``level`` are paid (or counted in net)
     rest = 0 if clean else n * (t - level - (1 if paid else 0))  # the kept states' later outputs
-    final = 0 if clean and score.reward_at_clean else (n if final is None else final)
+    final = 0 if clean and score.reward_at_clean else n
     return engine.affordable(score.reward_calls(rows), network_calls=net, reserve_network=rest, reserve_reward=final)
 
 

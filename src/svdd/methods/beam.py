@@ -88,7 +88,8 @@ class _Search(Method):
         w_now, w_next = state.x.shape[0] // g, self.group_width(engine, i + 1)
         score = CLEAN_REWARD if last and self.final_reward else self.value
         rows = g * w_now * self.K
-        if self.K == 1 or not selects(self, i) or deterministic(model, i) or not affordable(engine, score, rows, i + 1, g * w_next):
+        branch = self.K > 1 and selects(self, i) and not deterministic(model, i)
+        if not branch or not affordable(engine, score, rows, i + 1, g * w_next):
             return self._plain(engine, state, i, g * w_next), StepInfo()
         cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=self.K)
         cand_pred = (engine.predict(cands, i + 1, parents=(state.x, state.pred))
@@ -123,8 +124,8 @@ class _Search(Method):
         g = self.groups(n)
         rewards = state.rewards
         score = rewards if rewards is not None else state.values
-        if score is None or state.values is None or score.shape[0] != state.x.shape[0]:
-            score = rewards = engine.rewards(state.x)  # the last step chose nothing (deterministic, budget): score all
+        if score is None:  # the last step chose nothing (deterministic, not selecting, budget): score them all
+            score = rewards = engine.rewards(state.x)
         ranked = torch.nan_to_num(score.double(), nan=-torch.inf)
         if engine.discrete:
             ranked = torch.where(_repeats(state.x, g), torch.full_like(ranked, -math.inf), ranked)

@@ -94,7 +94,6 @@ class ParticleMethod(Method):
                 dataclasses.replace(info, failed=n, all_failed=n)
         logw, path, stat = state.log_weights, state.path, state.stat
         if self.weighted:
-            path = path if path is not None else torch.zeros_like(v)
             inc, stat = self.log_potential(path, stat, v, i + 1, engine.model.num_steps)
             logw = torch.where(bad, torch.full_like(logw, -torch.inf), logw + inc)
             path = torch.where(bad, path, path + inc)

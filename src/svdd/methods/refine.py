@@ -61,7 +61,6 @@ class Refine(Method):
 
     def to_dict(self):
         d = super().to_dict()
-        d.pop("kernel", None)
         if self.init_samples is not None:
             d["init_samples"] = {"rows": int(self.init_samples.shape[0]), "shape": list(self.init_samples.shape[1:])}
         return d

@@ -112,7 +112,8 @@ class TreeSearch(Method):
         """One more draw per tree (its network output and value) and finishing every tree afterwards."""
         n = len(trees)
         rest_net = sum(t - tr.level[tr.deepest] - 1 for tr in trees if tr.best_leaf < 0 and tr.level[tr.deepest] < t)
-        rest_rew = sum(1 for tr in trees if tr.best_leaf < 0)
+        # final scores: trees without a scored clean leaf (a value net's leaves are all scored by the reward at the end)
+        rest_rew = sum(1 for tr in trees if tr.best_leaf < 0) if self.value.reward_at_clean else n
         net = n + (0 if self.value.needs_prediction else self.value.network_calls(n))  # outputs (+ value-net rows)
         return engine.affordable(self.value.reward_calls(n), network_calls=net,
                                  reserve_network=rest_net, reserve_reward=rest_rew)
