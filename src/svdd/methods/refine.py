@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from ..models.base import DiffusionModel
 from .base import Final, Method, State, advance, check_alpha, check_positive_int, register
 from .svdd import SVDD
 
@@ -50,7 +51,7 @@ class Refine(Method):
 
     def check(self, model, reward):
         self.kernel.check(model, reward)
-        if self.rounds and self.renoise and getattr(type(model), "renoise", None) in (None, _base_renoise()):
+        if self.rounds and self.renoise and getattr(type(model), "renoise", None) in (None, DiffusionModel.renoise):
             raise ValueError(f"method 'refine' needs the model's renoise(x0, i, generator); {type(model).__name__} "
                              "does not implement it")
 
@@ -91,8 +92,3 @@ class Refine(Method):
             x0 = torch.where(better.view(-1, *[1] * (x0.dim() - 1)), s.x, x0)
             r0 = torch.where(better, r1, r0)
         return Final(x0, r0)
-
-
-def _base_renoise():
-    from ..models.base import DiffusionModel
-    return DiffusionModel.renoise
