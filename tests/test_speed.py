@@ -1,6 +1,7 @@
 """Speed paths must not change results: chunk-size calibration, streaming SVDD over sample slices, inference mode;
 bf16 agrees with fp32 within a stated tolerance on the shipped DNA networks; measured sizes persist."""
 
+import json
 import time
 
 import pytest
@@ -60,6 +61,42 @@ def test_measured_sizes_are_kept_across_processes(tmp_path, masked_model):
     assert BatchTuner(upper=512, store=store, key="other").choice is None
     (tmp_path / "sizes.json").write_text("not json")  # a damaged file: measure again, do not fail
     assert BatchTuner(upper=512, store=BatchSizeStore(tmp_path / "sizes.json"), key="k").choice is None
+
+
+class NetReward(svdd.Reward):
+    """A reward around a network, as the shipped oracles are; counts the rows it is asked for."""
+
+    tune_batch = True
+
+    def __init__(self, net):
+        super().__init__(None, name="net-reward")
+        self.net, self.rows = net, 0
+
+    def __call__(self, x):
+        self.rows += x.shape[0]
+        return self.net(x.float()).squeeze(-1)
+
+
+def test_a_tuned_network_reward_keeps_its_size_across_processes(tmp_path, monkeypatch, masked_model):
+    """A tuned reward that wraps a network is named by its weights: a new reward object over the same weights (as in
+    another process) reads the size measured before and times nothing; other weights are measured anew."""
+    monkeypatch.setenv("SVDD_CACHE", str(tmp_path))
+    net = torch.nn.Linear(10, 1)
+    runs = []
+    for reward in (NetReward(net), NetReward(net)):
+        res = svdd.sample(masked_model, reward, "svdd", num_samples=40, M=4, seed=1)
+        runs.append((res, reward.rows))
+    (first, timed_rows), (second, plain_rows) = runs
+    assert first.config["batch_sizes"]["reward"] is not None
+    assert second.config["batch_sizes"]["reward"] == first.config["batch_sizes"]["reward"]
+    assert plain_rows == second.cost.reward_evals < timed_rows  # the second run evaluated only its own rows
+    assert torch.equal(second.samples, first.samples)
+    keys = [k for k in json.loads((tmp_path / "batch_sizes.json").read_text()) if k.startswith("reward|")]
+    assert len(keys) == 1 and "net=" in keys[0]
+    other = NetReward(torch.nn.Linear(10, 1))
+    res = svdd.sample(masked_model, other, "svdd", num_samples=40, M=4, seed=1)
+    assert other.rows > res.cost.reward_evals and len([k for k in json.loads((tmp_path / "batch_sizes.json").read_text())
+                                   if k.startswith("reward|")]) == 2
 
 
 STREAM_CASES = [(kind, opts) for kind in ("gauss", "masked") for opts in ({"M": 5}, {"M": 4, "alpha": 0.4})]

@@ -206,6 +206,12 @@ def _identity(owner: Any) -> str | None:
             return json.dumps(config(), sort_keys=True, default=str)
         except Exception:
             return None
+    # a reward or value function that wraps networks (e.g. an oracle's ``net``): their weights name it
+    modules = sorted(((k, v) for k, v in getattr(owner, "__dict__", {}).items() if isinstance(v, torch.nn.Module)),
+                     key=lambda kv: kv[0])
+    hashes = [(k, weights_hash(v)) for k, v in modules]
+    if hashes and all(h is not None for _, h in hashes):
+        return f"{type(owner).__name__}:{getattr(owner, 'name', '')}:" + ",".join(f"{k}={h}" for k, h in hashes)
     return None
 
 
