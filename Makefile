@@ -74,11 +74,11 @@ train-fashion: install data-fashion
 	$(PY) -m svdd.tasks.fashion.train classifiers --epochs 4
 	$(PY) -m svdd.tasks.fashion.train value
 
-# SVDD-PM on the shipped DNA networks against the official call pattern (about 20 minutes on 2 CPU cores); the GPU
+# SVDD-PM on the shipped DNA networks against the official call pattern (about 35 minutes on 2 CPU cores); the GPU
 # table in results/bench/ came from: python benchmarks/bench_dna.py --device cuda --profile -N 256 --variants
 # official,svdd,fixed,bf16,nodedupe,mb1024 --memory 64,256,1024 --out results/bench/h100
 bench: install
-	$(PY) benchmarks/bench_dna.py --variants official,svdd,fixed,bf16 --repeats 2 --memory 64,256,1024 --profile \
+	$(PY) benchmarks/bench_dna.py --variants official,svdd,fixed,bf16 --repeats 3 --memory 64,256,1024 --profile \
 	  --out results/bench/cpu
 
 clean:

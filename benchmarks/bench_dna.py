@@ -18,7 +18,11 @@ transition, exact and hashed de-duplication).
 
 ``--memory 64,256,1024`` adds peak-memory runs of ``svdd`` at those N with ``--memory-max-batch`` (default 256) and
 ``--memory-steps`` steps (peak memory does not grow with T): peak RSS above the process's RSS before sampling on CPU,
-``torch.cuda.max_memory_allocated`` on CUDA.
+``torch.cuda.max_memory_allocated`` on CUDA. On CPU each N runs twice: with glibc's default allocator settings (what
+a user's process shows, but noisy: freed blocks stay in the heap or not depending on the allocation history) and with
+the mmap threshold pinned at 256 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), where every tensor of
+256 KiB or more is returned to the system when freed, so that RSS follows the memory actually in use (these runs are
+slower: their times are not speed measurements).
 
     python benchmarks/bench_dna.py                                   # CPU: N 64, M 10, T 128, 2 threads
     python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,big,bf16 --memory 64,256,1024
@@ -30,6 +34,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -135,7 +140,10 @@ def child(args):
                       "peak_mb": peak, "median_reward": float(r.median()), "batch_sizes": sizes}))
 
 
-def spawn(args, variant, extra=(), save=None):
+PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "262144"}
+
+
+def spawn(args, variant, extra=(), save=None, env=None):
     cmd = [sys.executable, __file__, "--variant", variant, "--device", args.device, "-N", str(args.N), "-M", str(args.M),
            "-T", str(args.T), "--threads", str(args.threads), "--seed", str(args.seed), *extra]
     if args.cudnn_benchmark:
@@ -144,7 +152,7 @@ def spawn(args, variant, extra=(), save=None):
         cmd += ["--max-batch", str(args.max_batch)]
     if save:
         cmd += ["--save", save]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
     out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if out.returncode != 0:  # reported, and the other variants go on
         print(f"variant {variant} failed:\n{out.stderr[-3000:]}", file=sys.stderr, flush=True)
@@ -210,6 +218,10 @@ def main():
         r = spawn(margs, "svdd")
         if r is not None:
             memory.append({"N": n, **r})
+            if not args.device.startswith("cuda"):
+                pinned = spawn(margs, "svdd", env=PINNED_MALLOC)
+                if pinned is not None:
+                    memory[-1]["pinned_peak_mb"] = pinned["peak_mb"]
     report(args, names, runs, best, same, memory)
 
 
@@ -252,27 +264,41 @@ def profile(args):
 def report(args, names, runs, best, same, memory):
     dev = device_name(args.device)
     lines = [f"SVDD-PM on the shipped DNA networks: N = {args.N}, M = {args.M}, T = {args.T}, seed {args.seed}, "
-             f"{args.device} ({dev}), {args.threads} threads; best of {args.repeats} alternated run(s)"
+             f"{args.device} ({dev}), {args.threads} threads; {args.repeats} alternated run(s) of each variant"
              + ("; cudnn.benchmark on" if args.cudnn_benchmark else ""), "",
-             "| variant | s / sample | network rows / sample | oracle rows / sample | peak memory (MB) | median reward | "
-             "speed-up vs official | batch sizes | same samples as svdd |", "|---|---|---|---|---|---|---|---|---|"]
+             "| variant | s / sample (best) | s / sample (median) | network rows / sample | oracle rows / sample | "
+             "peak memory (MB) | median reward | speed-up vs official (best) | speed-up (medians) | batch sizes | "
+             "same samples as svdd |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     base = best.get("official")
+    med = {v: statistics.median(r["wall_s"] for r in runs[v]) for v in names}
     for v in names:
         b = best[v]
         ratio = f"{base['wall_s'] / b['wall_s']:.2f}x" if base else "-"
-        lines.append(f"| {v} | {b['wall_s'] / args.N:.4f} | {b['network_rows'] / args.N:.1f} | "
+        mratio = f"{med['official'] / med[v]:.2f}x" if base else "-"
+        lines.append(f"| {v} | {b['wall_s'] / args.N:.4f} | {med[v] / args.N:.4f} | {b['network_rows'] / args.N:.1f} | "
                      f"{b['reward_rows'] / args.N:.1f} | {b['peak_mb']:.0f} | {b['median_reward']:.3f} | {ratio} | "
-                     f"{json.dumps(b['batch_sizes']) if b['batch_sizes'] else '-'} | {same.get(v, '-')} |")
+                     f"{mratio} | {json.dumps(b['batch_sizes']) if b['batch_sizes'] else '-'} | {same.get(v, '-')} |")
     if args.repeats > 1:
         lines += ["", "all times (s / sample): " + "; ".join(
             f"{v}: " + ", ".join(f"{r['wall_s'] / args.N:.4f}" for r in runs[v]) for v in names)]
     if memory:
+        cpu, n0 = not args.device.startswith("cuda"), memory[0]["N"]
         lines += ["", f"Peak memory of `svdd` (defaults, max_batch = {args.memory_max_batch}, T = {args.memory_steps}; "
-                      f"{'torch.cuda.max_memory_allocated' if args.device.startswith('cuda') else 'peak RSS above the RSS before sampling'}):",
-                  "", "| N | peak memory (MB) | ratio to N = " + str(memory[0]["N"]) + " | s / sample |", "|---|---|---|---|"]
+                      + ("peak RSS above the RSS before sampling, with glibc's default allocator settings and with its "
+                         "mmap threshold pinned at 256 KiB, where freed tensors leave RSS at once)" if cpu else
+                         "torch.cuda.max_memory_allocated)") + ":", ""]
+        if cpu:
+            lines += [f"| N | peak RSS (MB) | ratio to N = {n0} | peak RSS, pinned mmap threshold (MB) | ratio to N = {n0} "
+                      "| s / sample (default allocator) |", "|---|---|---|---|---|---|"]
+        else:
+            lines += [f"| N | peak memory (MB) | ratio to N = {n0} | s / sample |", "|---|---|---|---|"]
         for m in memory:
-            lines.append(f"| {m['N']} | {m['peak_mb']:.0f} | {m['peak_mb'] / max(memory[0]['peak_mb'], 1e-9):.2f} | "
-                         f"{m['wall_s'] / m['N']:.4f} |")
+            ratio = f"{m['peak_mb'] / max(memory[0]['peak_mb'], 1e-9):.2f}"
+            pinned = ""
+            if cpu:
+                p0, p = memory[0].get("pinned_peak_mb"), m.get("pinned_peak_mb")
+                pinned = (f" {p:.0f} | {p / max(p0, 1e-9):.2f} |" if p is not None and p0 is not None else " - | - |")
+            lines.append(f"| {m['N']} | {m['peak_mb']:.0f} | {ratio} |{pinned} {m['wall_s'] / m['N']:.4f} |")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -56,8 +56,8 @@ class SVDD(Method):
         choose = selects(self, i) and not deterministic(model, i) and affordable(engine, score, n * self.M, i + 1, n)
         if not choose or self.M == 1:  # no choice to make (schedule, deterministic step or reward budget spent)
             return advance(engine, model.step(state.x, state.pred, i, engine.gen["model"]), i), StepInfo()
-        parts = [self.choose(engine, state, sl, i, score, last) for sl in engine.sample_chunks(n, self.M)]
-        x, pred, kept, bad = (None if p[0] is None else torch.cat(p) for p in zip(*parts))
+        x, pred, kept, bad = gather(n, ((sl, self.choose(engine, state, sl, i, score, last))
+                                        for sl in engine.sample_chunks(n, self.M)))
         rewards = kept if last and score.reward_at_clean else None  # clean candidates scored by the reward itself
         info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.all(1).sum()))
         return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
@@ -73,3 +73,19 @@ class SVDD(Method):
         keep = torch.arange(values.shape[0], device=values.device) * m + select(values, self.alpha, engine.gen["select"])
         pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(cands[keep], i + 1))
         return cands[keep], pred, values.flatten()[keep], failed(values)  # 3. the kept candidate
+
+
+def gather(n: int, parts) -> list:
+    """Tensors of n samples from (slice, tensors of that slice) pairs, written into place as they come: a step's
+    peak memory holds one slice's candidates and one copy of the kept states (not the parts and their
+    concatenation). One slice is returned as it is."""
+    out = None
+    for sl, part in parts:
+        if out is None:
+            if sl == slice(0, n):
+                return list(part)
+            out = [None if p is None else p.new_empty((n, *p.shape[1:])) for p in part]
+        for o, p in zip(out, part):
+            if o is not None:
+                o[sl] = p
+    return out
