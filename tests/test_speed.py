@@ -3,6 +3,7 @@ bf16 agrees with fp32 within a stated tolerance on the shipped DNA networks; mea
 
 import json
 import time
+import warnings
 
 import pytest
 import torch
@@ -136,6 +137,17 @@ def test_results_are_ordinary_tensors(masked_model):
 def test_precision_must_be_known(masked_model):
     with pytest.raises(ValueError, match="'fp16'"):
         svdd.sample(masked_model, token_reward, "svdd", num_samples=4, precision="fp16")
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(monkeypatch, masked_model):
+    import svdd.engine
+    monkeypatch.setattr(svdd.engine, "cpu_has_bf16", lambda: False)
+    with pytest.warns(RuntimeWarning, match="without native bf16"):
+        svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=2, precision="bf16")
+    monkeypatch.setattr(svdd.engine, "cpu_has_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=2, precision="bf16")
 
 
 def test_bf16_agrees_with_fp32_on_the_shipped_dna_networks():

@@ -32,11 +32,13 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         max_batch: most rows per network / value / reward call, and about the most candidates built at once; bounds
             peak memory. Default: 1024 on CPU, 8192 on a GPU (a size that runs out of GPU memory while chunk sizes
             are measured is dropped, with every larger one).
-        auto_batch: within ``max_batch``, use the chunk size that ran fastest for each call site (timed on its first
-            real chunks; reported in ``result.config["batch_sizes"]``). False: chunks of exactly ``max_batch``.
+        auto_batch: within ``max_batch``, use the chunk size that ran fastest for each call site (timed on copies
+            of its first call's rows before that call runs, remembered per machine in
+            ``$SVDD_CACHE/batch_sizes.json``; reported in ``result.config["batch_sizes"]``). False: chunks of exactly
+            ``max_batch``.
         precision: 'fp32', or 'bf16' to run the network and value nets under bf16 autocast (faster on CPUs with
-            AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state).
-            Rewards always run as given.
+            AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state;
+            a CPU without native bf16 gets a warning). Rewards always run as given.
         dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
             every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
         max_reward_failures: after this many reward calls in a row failed on every row they were given (raised, NaN

@@ -256,6 +256,10 @@ class Engine:
         self._canary: Tensor | None = None  # one row the reward scored before: the probe of a reward that may be gone
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
+        if precision == "bf16" and torch.device(getattr(model, "device", "cpu")).type == "cpu" and not cpu_has_bf16():
+            import warnings
+            warnings.warn("precision='bf16' on a CPU without native bf16 instructions (no AVX-512 BF16 / AMX): bf16 is "
+                          "emulated there and usually slower than fp32", RuntimeWarning, stacklevel=3)
         self.dedupe = bool(dedupe)  # evaluate identical rows of discrete models once
         self._tuners: dict[str, BatchTuner] = {}
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
@@ -487,6 +491,14 @@ class Engine:
         self.cost.wall_seconds = time.perf_counter() - self._t0
         self.cost.num_samples = num_samples
         return self.cost
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (oneDNN's own check: AVX-512 BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _label(obj: Any) -> str:
