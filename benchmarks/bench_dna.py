@@ -190,7 +190,9 @@ def main():
         return child(args)
     if args.profile:
         profile(args)
-    names = args.variants.split(",")
+    names = [v for v in args.variants.split(",") if v]
+    if not names:  # --profile alone
+        return
     bad = [v for v in names if v not in VARIANTS]
     if bad:
         raise SystemExit(f"unknown variants {bad}; choose from {sorted(VARIANTS)}")
@@ -257,8 +259,32 @@ def profile(args):
         rows["transition, M children of N"] = ms(lambda: model.step(x, pred, args.T // 2, g, num_children=args.M))
         rows["dedupe N*M rows, exact sort"] = ms(lambda: unique_rows(cands, hashed=False))
         rows["dedupe N*M rows, hashed"] = ms(lambda: unique_rows(cands, hashed=True))
+        per_row = chunk_sweep(model, reward, cands, args.T // 2, sync=torch.cuda.synchronize if cuda else None)
     print(f"profile ({args.device}, N = {args.N}, M = {args.M}): " +
           "; ".join(f"{k} {v:.2f} ms" for k, v in rows.items()), flush=True)
+    print("ms per row by chunk size (fastest of 6 interleaved rounds over the same rows): " + "; ".join(
+        f"{site}: " + ", ".join(f"{b} {v:.3f}" for b, v in sizes.items()) for site, sizes in per_row.items()), flush=True)
+
+
+def chunk_sweep(model, reward, rows, level, sizes=(16, 32, 64, 128, 256), rounds=6, sync=None):
+    """Milliseconds per row of the denoiser and the oracle when ``rows`` are evaluated in chunks of each size; the
+    sizes alternate within every round, and the fastest round counts (a shared machine's noise only adds time)."""
+    x0 = model.denoise(rows, model.predict(rows, level), level)
+    best: dict[str, dict[int, float]] = {"denoiser": {}, "oracle": {}}
+    for _ in range(rounds):
+        for b in sizes:
+            for site, fn, xx in (("denoiser", lambda c: model.predict(c, level), rows), ("oracle", reward, x0)):
+                fn(xx[:b])  # warm-up of this shape
+                if sync:
+                    sync()
+                t0 = time.perf_counter()
+                for a in range(0, xx.shape[0] - b + 1, b):
+                    fn(xx[a:a + b])
+                if sync:
+                    sync()
+                ms = 1000 * (time.perf_counter() - t0) / (xx.shape[0] // b * b)
+                best[site][b] = min(best[site].get(b, float("inf")), ms)
+    return best
 
 
 def report(args, names, runs, best, same, memory):
