@@ -13,6 +13,9 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
 * ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
   256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser.
 
+Chunk sizes come from the machine's store (``$SVDD_CACHE/batch_sizes.json``): the first process for a new model,
+row shape or max_batch measures them (a few seconds, inside its time); the later ones read them.
+
 ``--profile`` times the pieces of one step on the device first (network and oracle at N and N·M rows, the
 transition, exact and hashed de-duplication).
 
@@ -176,7 +179,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=0, help="max_batch of the svdd variants (0: their default)")
     p.add_argument("--variants", default="official,svdd,fixed,bf16")
-    p.add_argument("--repeats", type=int, default=1, help="run the variant list this many times, alternated; min time")
+    p.add_argument("--repeats", type=int, default=1, help="run the variant list this many times, alternated; best and median time")
     p.add_argument("--memory", default="", help="N values for peak-memory runs, e.g. 64,256,1024")
     p.add_argument("--memory-max-batch", type=int, default=256)
     p.add_argument("--memory-steps", type=int, default=8)
@@ -271,6 +274,7 @@ def chunk_sweep(model, reward, rows, level, sizes=(16, 32, 64, 128, 256), rounds
     sizes alternate within every round, and the fastest round counts (a shared machine's noise only adds time)."""
     x0 = model.denoise(rows, model.predict(rows, level), level)
     best: dict[str, dict[int, float]] = {"denoiser": {}, "oracle": {}}
+    sizes = [b for b in sizes if b <= rows.shape[0]]
     for _ in range(rounds):
         for b in sizes:
             for site, fn, xx in (("denoiser", lambda c: model.predict(c, level), rows), ("oracle", reward, x0)):
@@ -293,7 +297,7 @@ def report(args, names, runs, best, same, memory):
              f"{args.device} ({dev}), {args.threads} threads; {args.repeats} alternated run(s) of each variant"
              + ("; cudnn.benchmark on" if args.cudnn_benchmark else ""), "",
              "| variant | s / sample (best) | s / sample (median) | network rows / sample | oracle rows / sample | "
-             "peak memory (MB) | median reward | speed-up vs official (best) | speed-up (medians) | batch sizes | "
+             "peak memory of the best run (MB) | median reward | speed-up vs official (best) | speed-up (medians) | batch sizes | "
              "same samples as svdd |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     base = best.get("official")
     med = {v: statistics.median(r["wall_s"] for r in runs[v]) for v in names}

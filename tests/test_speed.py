@@ -10,6 +10,7 @@ import torch
 
 import svdd
 from conftest import token_reward
+import svdd.engine
 from svdd.engine import BatchTuner, Engine
 
 
@@ -98,6 +99,42 @@ def test_a_tuned_network_reward_keeps_its_size_across_processes(tmp_path, monkey
     res = svdd.sample(masked_model, other, "svdd", num_samples=40, M=4, seed=1)
     assert other.rows > res.cost.reward_evals and len([k for k in json.loads((tmp_path / "batch_sizes.json").read_text())
                                    if k.startswith("reward|")]) == 2
+
+
+def test_identity_of_rewards_that_hold_networks():
+    """Named by the weights they hold (an activation module by its type); unreadable weights or none: no name, so
+    the size is measured in each process rather than a run failing."""
+    from svdd.engine import _identity
+    net = torch.nn.Linear(3, 1)
+    a, b = NetReward(net), NetReward(net)
+    b.act = torch.nn.Sigmoid()
+    assert _identity(a) and "net=" in _identity(a) and _identity(a) == _identity(NetReward(net))
+    assert "act=Sigmoid" in _identity(b) and _identity(b) != _identity(a)
+    assert _identity(NetReward(torch.nn.Linear(3, 1, device="meta"))) is None
+    assert _identity(NetReward(torch.nn.Sigmoid())) is None
+    assert _identity(svdd.Reward(lambda x: x)) is None
+
+
+def test_sizes_measured_in_bf16_are_kept_apart_from_fp32(tmp_path, monkeypatch, masked_model):
+    monkeypatch.setenv("SVDD_CACHE", str(tmp_path))
+    monkeypatch.setattr(svdd.engine, "cpu_has_bf16", lambda: True)
+    for precision in ("fp32", "bf16"):
+        svdd.sample(masked_model, token_reward, "svdd", num_samples=40, M=4, seed=1, precision=precision)
+    keys = [k for k in json.loads((tmp_path / "batch_sizes.json").read_text()) if k.startswith("network|")]
+    assert len(keys) == 2 and sum("precision=bf16" in k for k in keys) == 1
+
+
+def test_gather_writes_slices_in_any_order_and_refuses_mismatches():
+    from svdd.methods.svdd import gather
+    x, v = torch.arange(40).view(20, 2), torch.rand(20, dtype=torch.float64)
+    cuts = [slice(16, 20), slice(0, 16)]
+    out = gather(20, ((sl, (x[sl], None, v[sl])) for sl in cuts))
+    assert torch.equal(out[0], x) and out[1] is None and torch.equal(out[2], v)
+    assert gather(20, [(slice(0, 20), (x, None, v))])[0] is x  # one slice: as it is
+    with pytest.raises(RuntimeError, match="does not match"):
+        gather(20, [(slice(0, 16), (x[:16], None, v[:16])), (slice(16, 20), (x[16:].float(), None, v[16:]))])
+    with pytest.raises(RuntimeError, match="cover 16 of 20"):
+        gather(20, [(slice(0, 16), (x[:16], None, v[:16]))])
 
 
 STREAM_CASES = [(kind, opts) for kind in ("gauss", "masked") for opts in ({"M": 5}, {"M": 4, "alpha": 0.4})]

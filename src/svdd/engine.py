@@ -206,13 +206,17 @@ def _identity(owner: Any) -> str | None:
             return json.dumps(config(), sort_keys=True, default=str)
         except Exception:
             return None
-    # a reward or value function that wraps networks (e.g. an oracle's ``net``): their weights name it
+    # a reward or value function that holds networks as attributes (e.g. an oracle's ``net``): their weights name it
     modules = sorted(((k, v) for k, v in getattr(owner, "__dict__", {}).items() if isinstance(v, torch.nn.Module)),
                      key=lambda kv: kv[0])
-    hashes = [(k, weights_hash(v)) for k, v in modules]
-    if hashes and all(h is not None for _, h in hashes):
-        return f"{type(owner).__name__}:{getattr(owner, 'name', '')}:" + ",".join(f"{k}={h}" for k, h in hashes)
-    return None
+    try:
+        hashes = [(k, weights_hash(v), type(v).__name__) for k, v in modules]
+    except Exception:  # weights that cannot be read here (meta tensors, offloaded or sharded ones)
+        return None
+    if not any(h for _, h, _ in hashes):
+        return None
+    return f"{type(owner).__name__}:{getattr(owner, 'name', '')}:" + ",".join(
+        f"{k}={h or t}" for k, h, t in hashes)  # a module without weights (an activation) by its type
 
 
 def _device_name(device: torch.device) -> str:
@@ -223,14 +227,15 @@ def _device_name(device: torch.device) -> str:
     return f"{device.type}:{platform.processor() or platform.machine()}:{os.cpu_count()}cpus"
 
 
-def _tuner(site: str, owner: Any, x: Tensor, upper: int) -> BatchTuner:
-    key = (site, id(owner), tuple(x.shape[1:]), x.dtype, str(x.device), upper)
+def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32") -> BatchTuner:
+    key = (site, id(owner), tuple(x.shape[1:]), x.dtype, str(x.device), upper, precision)
     ref, tuner = _TUNERS.get(key, (None, None))
     if tuner is None or ref() is not owner:  # a new owner (or one that reuses a dead owner's id)
         ident = _identity(owner)
         disk = None if ident is None else "|".join(map(str, (
             site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
-            f"threads={torch.get_num_threads()}", f"max_batch={upper}")))
+            f"threads={torch.get_num_threads()}", f"max_batch={upper}",
+            *([] if precision == "fp32" else [f"precision={precision}"]))))
         tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
         try:
             _TUNERS[key] = (weakref.ref(owner), tuner)
@@ -300,7 +305,8 @@ class Engine:
         if self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x)
         if self.auto_batch and tune:
-            tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch)
+            tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch,
+                                                self.precision if site != "reward" else "fp32")  # rewards run as given
             if tuner.choice is None and x.shape[0] >= 2 * tuner.SIZES[0]:
                 saved = dataclasses.replace(self.cost)
                 tuner.calibrate(fn, x)
@@ -494,11 +500,15 @@ class Engine:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (oneDNN's own check: AVX-512 BF16 or AMX)."""
+    """Whether this CPU has bf16 instructions: AVX-512 BF16 or AMX on x86 (oneDNN's own check also accepts plain
+    AVX-512, where bf16 is emulated); elsewhere oneDNN's check."""
+    import platform
     try:
+        if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return False
+        return True  # unknown: no warning rather than a wrong one
 
 
 def _label(obj: Any) -> str:

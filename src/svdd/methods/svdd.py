@@ -79,13 +79,18 @@ def gather(n: int, parts) -> list:
     """Tensors of n samples from (slice, tensors of that slice) pairs, written into place as they come: a step's
     peak memory holds one slice's candidates and one copy of the kept states (not the parts and their
     concatenation). One slice is returned as it is."""
-    out = None
+    out, filled = None, 0
     for sl, part in parts:
         if out is None:
             if sl == slice(0, n):
                 return list(part)
             out = [None if p is None else p.new_empty((n, *p.shape[1:])) for p in part]
         for o, p in zip(out, part):
+            if (o is None) != (p is None) or (p is not None and (p.dtype != o.dtype or p.shape[0] != sl.stop - sl.start)):
+                raise RuntimeError(f"slice {sl} of {n} samples does not match the first slice's outputs")
             if o is not None:
                 o[sl] = p
+        filled += sl.stop - sl.start
+    if filled != n:
+        raise RuntimeError(f"slices cover {filled} of {n} samples")
     return out
