@@ -102,7 +102,8 @@ class BatchTuner:
 
     Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
     each run on copies of that call's rows once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps``
-    times timed; the size with the least time per row wins, and every real chunk has that size. The outputs of the
+    times timed, in rounds that alternate the sizes (a burst of load on a shared machine slows every size of a round,
+    not all runs of one size); the size with the least time per row wins, and every real chunk has that size. The outputs of the
     timing runs are dropped, so a run computes what it would with that chunk size fixed: a network whose output for a
     row depends on the batch size (most do, in the last bits) still gives the same samples for the same seed as long
     as the choice is the same -- which the `BatchSizeStore` keeps across processes. A size that runs out of GPU
@@ -128,20 +129,24 @@ class BatchTuner:
 
     def calibrate(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
         top = min(self.upper, x.shape[0])
-        sizes = [s for s in self.SIZES if s < top] + [top]
-        for s in sizes:
-            rows = x[torch.arange(s, device=x.device) % x.shape[0]]
-            try:
-                for r in range(self.reps + 1):
+        tried = [s for s in self.SIZES if s < top] + [top]
+        sizes = list(tried)
+        for r in range(self.reps + 1):  # round 0 warms every size up; the sizes alternate within each round
+            for s in list(sizes):
+                rows = x[torch.arange(s, device=x.device) % x.shape[0]]
+                try:
                     sec = self._time(fn, rows)
-                    if r:  # run 0 is the warm-up
-                        self.best[s] = min(self.best.get(s, float("inf")), sec / s)
-            except torch.OutOfMemoryError:
-                self.best.pop(s, None)
-                torch.cuda.empty_cache()
-                break  # this size and every larger one do not fit
+                except torch.OutOfMemoryError:
+                    del rows
+                    torch.cuda.empty_cache()
+                    for big in [t for t in sizes if t >= s]:  # this size and every larger one do not fit
+                        sizes.remove(big)
+                        self.best.pop(big, None)
+                    break
+                if r:
+                    self.best[s] = min(self.best.get(s, float("inf")), sec / s)
         if not self.best:
-            raise RuntimeError(f"no chunk size of {sizes} could be evaluated")
+            raise RuntimeError(f"no chunk size of {tried} could be evaluated")
         self.choice = min(self.best, key=self.best.get)
         if self.store is not None and self.key is not None:
             self.store.put(self.key, self.choice)
