@@ -85,12 +85,14 @@ def gather(n: int, parts) -> list:
             if sl == slice(0, n):
                 return list(part)
             out = [None if p is None else p.new_empty((n, *p.shape[1:])) for p in part]
+        rows = sl.stop - sl.start
         for o, p in zip(out, part):
-            if (o is None) != (p is None) or (p is not None and (p.dtype != o.dtype or p.shape[0] != sl.stop - sl.start)):
+            if o is None and p is None:
+                continue
+            if o is None or p is None or p.dtype != o.dtype or p.shape[0] != rows:
                 raise RuntimeError(f"slice {sl} of {n} samples does not match the first slice's outputs")
-            if o is not None:
-                o[sl] = p
-        filled += sl.stop - sl.start
+            o[sl] = p
+        filled += rows
     if filled != n:
         raise RuntimeError(f"slices cover {filled} of {n} samples")
     return out
