@@ -188,11 +188,15 @@ def main():
     p.add_argument("--save", default="", help=argparse.SUPPRESS)
     p.add_argument("--profile", action="store_true")
     p.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True in every variant")
+    p.add_argument("--trace", default="", help="write a torch.profiler summary of runs to this .md file")
+    p.add_argument("--trace-variants", default="official,svdd", help="the variants --trace profiles")
     args = p.parse_args()
     if args.variant:
         return child(args)
     if args.profile:
         profile(args)
+    if args.trace:
+        trace(args)
     names = [v for v in args.variants.split(",") if v]
     if not names:  # --profile alone
         return
@@ -262,11 +266,57 @@ def profile(args):
         rows["transition, M children of N"] = ms(lambda: model.step(x, pred, args.T // 2, g, num_children=args.M))
         rows["dedupe N*M rows, exact sort"] = ms(lambda: unique_rows(cands, hashed=False))
         rows["dedupe N*M rows, hashed"] = ms(lambda: unique_rows(cands, hashed=True))
-        per_row = chunk_sweep(model, reward, cands, args.T // 2, sync=torch.cuda.synchronize if cuda else None)
+        sizes = (16, 32, 64, 128, 256) + ((512, 1024, 2048, cands.shape[0]) if cuda else ())
+        per_row = chunk_sweep(model, reward, cands, args.T // 2, sizes=sizes, sync=torch.cuda.synchronize if cuda else None)
+        if cuda:
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                bf16 = chunk_sweep(model, reward, cands, args.T // 2, sizes=sizes, sync=torch.cuda.synchronize)
+            per_row.update({f"{site} (bf16 autocast)": v for site, v in bf16.items()})
     print(f"profile ({args.device}, N = {args.N}, M = {args.M}): " +
           "; ".join(f"{k} {v:.2f} ms" for k, v in rows.items()), flush=True)
     print("ms per row by chunk size (fastest of 6 interleaved rounds over the same rows): " + "; ".join(
         f"{site}: " + ", ".join(f"{b} {v:.3f}" for b, v in sizes.items()) for site, sizes in per_row.items()), flush=True)
+
+
+def trace(args):
+    """torch.profiler over one run of each of ``--trace-variants`` (default: the official loop and ``svdd``), each
+    after an untraced run of the same configuration (warm-up, chunk-size timing): wall time, kernel time and count,
+    host-device synchronisations, and the ops that take the most host and device time."""
+    from torch.profiler import ProfilerActivity, profile as torch_profile
+    torch.set_num_threads(args.threads)
+    cuda = args.device.startswith("cuda")
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    lines = [f"# torch.profiler: N = {args.N}, M = {args.M}, T = {args.T}, {args.device} ({device_name(args.device)})", ""]
+    for variant in [v for v in args.trace_variants.split(",") if v]:
+        vargs = argparse.Namespace(**{**vars(args), "variant": variant})
+        model, reward = build(vargs)
+        run = (lambda: run_official(vargs, model, reward)) if variant == "official" else (
+            lambda: run_svdd(vargs, model, reward, dict(VARIANTS[variant])))
+        run()
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch_profile(activities=acts) as prof:
+            run()
+            if cuda:
+                torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        avg = prof.key_averages()
+        dev = "self_device_time_total" if hasattr(avg[0], "self_device_time_total") else "self_cuda_time_total"
+        kernels = [e for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
+        busy = sum(e.device_time if hasattr(e, "device_time") else e.cuda_time for e in kernels) / 1e3
+        syncs = {e.key: e.count for e in avg if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize",
+                                                         "cudaMemcpyAsync", "cudaLaunchKernel", "aten::item",
+                                                         "aten::_local_scalar_dense", "aten::nonzero")}
+        lines += [f"## {variant}", "", f"wall {1000 * wall:.0f} ms under the profiler ({1000 * wall / args.T:.2f} ms per "
+                  f"step); device kernels {len(kernels)} ({len(kernels) / args.T:.0f} per step), busy {busy:.0f} ms "
+                  f"({busy / args.T:.2f} ms per step); host calls: {json.dumps(syncs)}", "", "```",
+                  avg.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)]
+        if cuda:
+            lines += [avg.table(sort_by=dev, row_limit=25, max_name_column_width=60)]
+        lines += ["```", ""]
+    Path(args.trace).write_text("\n".join(lines) + "\n")
+    print(f"trace written to {args.trace}", flush=True)
 
 
 def chunk_sweep(model, reward, rows, level, sizes=(16, 32, 64, 128, 256), rounds=6, sync=None):

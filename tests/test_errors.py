@@ -61,6 +61,29 @@ def flaky_reward(x):
     return torch.where(x[:, 0] < -1.5, torch.full_like(r, float("nan")), r)
 
 
+def test_failed_reward_rows_are_counted_exactly_and_diagnostics_reach_the_host(gmm):
+    class Counting:  # counts what the reward itself failed on: NaN rows and rows that raised on their own
+        failed = 0
+
+        def __call__(self, x):
+            try:
+                r = flaky_reward(x)
+            except RuntimeError:
+                self.failed += x.shape[0] == 1  # a batch that raised is retried row by row; its rows count there
+                raise
+            self.failed += int(torch.isnan(r).sum())
+            return r
+
+    reward = Counting()
+    with pytest.warns(RuntimeWarning) as record:
+        res = svdd.sample(gmm[0], reward, "svdd", num_samples=32, M=4, seed=0)
+    assert reward.failed > 0
+    assert any(f"for {reward.failed} evaluated samples" in str(w.message) for w in record)
+    d = res.diagnostics
+    assert all(type(c) is int for c in d.failed_candidates + d.all_failed)
+    assert all(v.device.type == "cpu" and v.dtype == torch.float64 for v in d.kept_values)
+
+
 def test_failing_candidates_get_minus_inf_and_the_run_goes_on(gmm):
     model = gmm[0]
     with pytest.warns(RuntimeWarning, match=r"failed \(raised or NaN\) for \d+ evaluated samples.*docking failed"):

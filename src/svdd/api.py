@@ -39,8 +39,11 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         precision: 'fp32', or 'bf16' to run the network and value nets under bf16 autocast (faster on CPUs with
             AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state;
             a CPU without native bf16 gets a warning). Rewards always run as given.
-        dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). False:
-            every row is evaluated -- the same samples; can be faster on a GPU with a cheap network and reward.
+        dedupe: evaluate identical rows of a discrete model once (network, value net and reward calls). On a GPU
+            two call sites skip the row sort, where its host-device sync costs more than the rows it saves: SVDD's
+            candidates that changed from their parent (unchanged ones reuse the parent's output), and a reward that
+            declares itself a cheap network (``tune_batch``). False: every row is evaluated. The samples are the same
+            either way.
         max_reward_failures: after this many reward calls in a row failed on every row they were given (raised, NaN
             or −inf; a batch that raised is retried row by row, and each row counts as a call), the reward is probed
             with a row it scored before: if that fails too, the reward is gone (a service that went away) and the run

@@ -263,6 +263,7 @@ class Engine:
             raise ValueError(f"max_reward_failures must be an int >= 1, got {max_reward_failures!r}")
         self.max_reward_failures = max_reward_failures  # consecutive failed reward calls before the reward is probed
         self._failed_calls = 0
+        self._failed_rows: Tensor | int = 0  # reward rows that failed (NaN), counted on the rows' device
         self._canary: Tensor | None = None  # one row the reward scored before: the probe of a reward that may be gone
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
@@ -301,13 +302,13 @@ class Engine:
     def discrete(self) -> bool:
         return bool(getattr(self.model, "discrete", False))
 
-    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, site: str, owner: Any, tune: bool = True
-             ) -> tuple[Tensor, Tensor | None]:
+    def _map(self, fn: Callable[[Tensor], Tensor], x: Tensor, site: str, owner: Any, tune: bool = True,
+             dedupe: bool = True) -> tuple[Tensor, Tensor | None]:
         """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of at most max_batch
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
         inverse = None
-        if self.dedupe and self.discrete and x.shape[0] > 1:
+        if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x)
         if self.auto_batch and tune:
             tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch,
@@ -337,18 +338,26 @@ class Engine:
         """Network output of states ``x`` at level ``i``. ``parents=(px, ppred)``: x holds x.shape[0] // len(px)
         children of each row of px, in order; with a ``time_independent`` model a child equal to its parent takes
         the parent's output (no call, not counted)."""
+        dedupe = True
         if parents is not None and getattr(self.model, "time_independent", False):
             px, ppred = parents
             m = x.shape[0] // px.shape[0]
             same = (x.reshape(px.shape[0], m, -1) == px.reshape(px.shape[0], 1, -1)).all(-1).flatten()
-            if bool(same.any()):
+            changed = (~same).nonzero().squeeze(1)  # the one host-device sync of this reuse
+            # on a GPU the changed children skip the row sort: they repeat each other rarely (the parent reuse took
+            # the repeats), and the sort's sync costs more there than the few rows it saves
+            dedupe = not x.is_cuda
+            if changed.shape[0] < x.shape[0]:
                 out = ppred.repeat_interleave(m, dim=0)
-                if not bool(same.all()):
-                    out[~same] = self.predict(x[~same], i)
+                if changed.shape[0]:
+                    out[changed] = self._predict(x[changed], i, dedupe)
                 return out
+        return self._predict(x, i, dedupe)
+
+    def _predict(self, x: Tensor, i: int, dedupe: bool = True) -> Tensor:
         t0 = time.perf_counter()
         with self._grad_free(), self._autocast(x):
-            out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model)
+            out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model, dedupe=dedupe)
         self._row_seconds["network"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
         _check_finite(out, _network_name(self.model), i, neg_inf_ok=self.discrete)  # masked: −inf log-probs are fine
         self.cost.network_evals += out.shape[0]
@@ -406,9 +415,10 @@ class Engine:
         rows answered from earlier runs are reward calls and also ``stored_hits``."""
         stats = getattr(self.reward, "stats", None)
         hits0, run0, t0 = getattr(stats, "hits", 0), getattr(stats, "run_hits", 0), time.perf_counter()
-        with self._grad_free():
-            out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward,
-                                     tune=getattr(self.reward, "tune_batch", False))
+        cheap = getattr(self.reward, "tune_batch", False)  # a reward that is a cheap batched network
+        with self._grad_free():  # on a GPU such a reward scores repeated rows faster than sorting them out
+            out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward, tune=cheap,
+                                     dedupe=not (cheap and x0.is_cuda))
         self.cost.reward_seconds += time.perf_counter() - t0
         self._row_seconds["reward"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
         hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
@@ -416,7 +426,7 @@ class Engine:
         self.cost.cache_hits += run_hits
         self.cost.stored_hits += hits - run_hits
         self.cost.reward_calls += out.shape[0] - run_hits
-        self.failures.failed_rewards += int(torch.isnan(out).sum())
+        self._failed_rows = self._failed_rows + torch.isnan(out).sum()  # read in `finish`: no sync per call
         return out if inverse is None else out[inverse]
 
     def _reward_chunk(self, x: Tensor) -> Tensor:
@@ -452,12 +462,13 @@ class Engine:
         a failure (NaN)."""
         name = self.reward.name
         out = check_output(raw, n, name).double().to(device)
-        if bool((out == torch.inf).any()):
-            raise RunError(f"reward {name!r} returned +inf for {int((out == torch.inf).sum())} of {n} samples; "
+        ok = torch.isfinite(out)
+        pos_inf, good = torch.stack([(out == torch.inf).sum(), ok.sum()]).tolist()  # one host-device sync
+        if pos_inf:
+            raise RunError(f"reward {name!r} returned +inf for {pos_inf} of {n} samples; "
                              "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
-        out = torch.where(out == -torch.inf, torch.full_like(out, torch.nan), out)
-        ok = ~torch.isnan(out)
-        if not bool(ok.any()):
+        out = torch.where(ok, out, torch.full_like(out, torch.nan))
+        if not good:
             self._reward_failed(None)
         else:
             self._failed_calls = 0
@@ -499,6 +510,8 @@ class Engine:
         return trange(start, n, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
 
     def finish(self, num_samples: int) -> Cost:
+        self.failures.failed_rewards += int(self._failed_rows)
+        self._failed_rows = 0
         self.cost.wall_seconds = time.perf_counter() - self._t0
         self.cost.num_samples = num_samples
         return self.cost
@@ -533,8 +546,8 @@ def _check_finite(out: Tensor, what: str, i: int | None, neg_inf_ok: bool = Fals
     a sampler cannot continue from them, and a selection among them would be silently arbitrary."""
     if not out.is_floating_point() or out.numel() == 0:
         return
-    if not neg_inf_ok and not nan_ok and bool(torch.isfinite(out.sum())):  # one reduction in the common case
-        return
+    if not nan_ok and bool(out.amax() < torch.inf if neg_inf_ok else torch.isfinite(out.sum())):
+        return  # one reduction (and one host-device sync) in the common case; NaN fails both tests
     bad = out == torch.inf
     if not nan_ok:
         bad |= torch.isnan(out)

@@ -26,13 +26,21 @@ class Diagnostics:
     final_weights: Tensor | None = None  # SMC without a final resampling: normalised weights of the samples
 
     def add(self, info) -> None:
-        """Append one step's `StepInfo`."""
+        """Append one step's `StepInfo`. Tensors stay where they are until `settle` (a copy to the host per step
+        would wait for the GPU at every step)."""
         if info.kept_values is not None:
-            self.kept_values.append(info.kept_values.detach().double().cpu())
+            self.kept_values.append(info.kept_values.detach())
         self.ess.append(float(info.ess))
         self.resampled.append(bool(info.resampled))
-        self.failed_candidates.append(int(info.failed))
-        self.all_failed.append(int(info.all_failed))
+        self.failed_candidates.append(info.failed)
+        self.all_failed.append(info.all_failed)
+
+    def settle(self) -> "Diagnostics":
+        """Bring the records to the host: kept values as float64 CPU tensors, counts as ints."""
+        self.kept_values = [v.double().cpu() for v in self.kept_values]
+        self.failed_candidates = [int(c) for c in self.failed_candidates]
+        self.all_failed = [int(c) for c in self.all_failed]
+        return self
 
     def summary(self) -> dict[str, Any]:
         return {"steps": len(self.ess), "resampling_events": int(sum(self.resampled)),

@@ -48,8 +48,8 @@ class StepInfo:
     kept_values: Tensor | None = None  # values of the states kept at a selection / weighting step
     ess: float = float("nan")
     resampled: bool = False
-    failed: int = 0  # candidates whose value failed (NaN / −inf)
-    all_failed: int = 0  # samples all of whose candidates failed (or particles, when a whole step failed)
+    failed: int | Tensor = 0  # candidates whose value failed (NaN / −inf); a 0-d tensor where counted on a GPU
+    all_failed: int | Tensor = 0  # samples all of whose candidates failed (or particles, when a whole step failed)
 
 
 class Final(NamedTuple):
@@ -132,7 +132,7 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
     x0s = hist.tensor()
     if x0s is not None and out.index is not None:
         x0s = x0s[:, out.index]
-    return out.samples, out.rewards, diag, x0s, state
+    return out.samples, out.rewards, diag.settle(), x0s, state
 
 
 class History:

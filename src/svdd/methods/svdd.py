@@ -59,7 +59,7 @@ class SVDD(Method):
         x, pred, kept, bad = gather(n, ((sl, self.choose(engine, state, sl, i, score, last))
                                         for sl in engine.sample_chunks(n, self.M)))
         rewards = kept if last and score.reward_at_clean else None  # clean candidates scored by the reward itself
-        info = StepInfo(kept_values=kept, failed=int(bad.sum()), all_failed=int(bad.all(1).sum()))
+        info = StepInfo(kept_values=kept, failed=bad.sum(), all_failed=bad.all(1).sum())  # no sync
         return State(x=x, pred=pred, level=i + 1, values=kept, rewards=rewards), info
 
     def choose(self, engine, state: State, rows: slice, i: int, score, last: bool):

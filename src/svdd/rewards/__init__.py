@@ -17,8 +17,9 @@ Tensor = torch.Tensor
 class Reward:
     """A named reward. Wrap a plain function, or subclass and override ``__call__``."""
 
-    #: whether the engine may choose this reward's chunk size by timing it on copies of the first call's rows (the
-    #: copies are extra reward calls, so off by default; worth it for a cheap network reward)
+    #: a cheap network reward: the engine may choose its chunk size by timing it on copies of the first call's rows
+    #: (the copies are extra reward calls, so off by default), and on a GPU it scores repeated rows of a discrete
+    #: model rather than sorting them out (the sort and its host-device sync cost more there than the rows)
     tune_batch: bool = False
 
     def __init__(self, fn: Callable[[Tensor], Any] | None = None, *, name: str | None = None, differentiable: bool = False):

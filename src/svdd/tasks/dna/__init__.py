@@ -24,7 +24,7 @@ WEIGHTS = Path(__file__).parent / "weights"
 class OracleReward(Reward):
     """HepG2 log-odds of a cell-type classifier; differentiable on probability input (n, L, 4)."""
 
-    tune_batch = True  # a cheap network: the engine may time it to choose its chunk size
+    tune_batch = True  # a cheap network (see `svdd.Reward.tune_batch`)
 
     def __init__(self, net, name):
         super().__init__(None, name=name, differentiable=True)

@@ -36,7 +36,7 @@ class DilatedDenoiser(nn.Module):
         self.out = nn.Conv1d(hidden, VOCAB, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.emb(x).transpose(1, 2)
+        h = self.emb(x).transpose(1, 2).contiguous()  # one copy here, not one per layer (same values)
         for norm, conv in zip(self.norms, self.convs):
             h = h + conv(F.gelu(norm(h)))
         return self.out(F.gelu(self.out_norm(h))).transpose(1, 2)

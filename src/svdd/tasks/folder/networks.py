@@ -25,7 +25,7 @@ class SeqDenoiser(nn.Module):
         self.out = nn.Conv1d(hidden, vocab, 1)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.emb(x).transpose(1, 2) + self.pos
+        h = (self.emb(x).transpose(1, 2) + self.pos).contiguous()  # one copy here, not one per layer (same values)
         for norm, conv in zip(self.norms, self.convs):
             h = h + conv(F.gelu(norm(h)))
         return self.out(F.gelu(self.out_norm(h))).transpose(1, 2)
