@@ -75,8 +75,9 @@ train-fashion: install data-fashion
 	$(PY) -m svdd.tasks.fashion.train value
 
 # SVDD-PM on the shipped DNA networks against the official call pattern (about 35 minutes on 2 CPU cores); the GPU
-# table in results/bench/ came from: python benchmarks/bench_dna.py --device cuda --profile -N 256 --variants
-# official,svdd,fixed,bf16,nodedupe,mb1024 --memory 64,256,1024 --out results/bench/h100
+# tables in results/bench/ came from: python benchmarks/bench_dna.py --device cuda -N 256 --repeats 2 --variants
+# official,svdd,nodedupe,bf16 --memory 64,256,1024 --out results/bench/h100 (then --variants '' --trace FILE.md
+# --trace-variants svdd for the profiler summary; each command's line is in its .json)
 bench: install
 	$(PY) benchmarks/bench_dna.py --variants official,svdd,fixed,bf16 --repeats 3 --memory 64,256,1024 --profile \
 	  --out results/bench/cpu
