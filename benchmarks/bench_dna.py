@@ -19,6 +19,9 @@ row shape or max_batch measures them (a few seconds, inside its time); the later
 ``--profile`` times the pieces of one step on the device first (network and oracle at N and N·M rows, the
 transition, exact and hashed de-duplication).
 
+``--trace FILE.md`` writes a torch.profiler summary of ``--trace-variants`` (default ``official,svdd``): wall time,
+kernel time, kernel launches and host-device syncs per step, and the ops with the most host and device time.
+
 ``--memory 64,256,1024`` adds peak-memory runs of ``svdd`` at those N with ``--memory-max-batch`` (default 256) and
 ``--memory-steps`` steps (peak memory does not grow with T): peak RSS above the process's RSS before sampling on CPU,
 ``torch.cuda.max_memory_allocated`` on CUDA. On CPU each N runs twice: with glibc's default allocator settings (what
@@ -28,7 +31,7 @@ the mmap threshold pinned at 256 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_
 slower: their times are not speed measurements).
 
     python benchmarks/bench_dna.py                                   # CPU: N 64, M 10, T 128, 2 threads
-    python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,big,bf16 --memory 64,256,1024
+    python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,nodedupe,bf16 --memory 64,256,1024
 """
 
 from __future__ import annotations

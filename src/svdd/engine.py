@@ -1,7 +1,9 @@
 """The evaluation engine shared by every method: batched, chunked, de-duplicated and counted network and reward calls.
 
 Every expensive call goes through `Engine`: rows are split into chunks of at most ``max_batch`` (peak memory is set
-by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once, and every row is counted.
+by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once (on a GPU except where the row
+sort's host-device sync costs more than it saves: see `Engine.predict`, `Engine.rewards`), and every row is counted.
+Host-device syncs are kept to a few per step: counts and diagnostics stay on the device until the run ends.
 Within ``max_batch``, the network and value-net call sites get the chunk size that ran fastest on copies of their
 first call's rows (`BatchTuner`), remembered per machine (`BatchSizeStore`) so that a seed gives the same samples
 again. Calls run under ``torch.inference_mode`` (``no_grad`` for models that differentiate
