@@ -200,12 +200,9 @@ def main():
         profile(args)
     if args.trace:
         trace(args)
-    names = [v for v in args.variants.split(",") if v]
+    names = variant_list(args.variants)
     if not names:  # --profile alone
         return
-    bad = [v for v in names if v not in VARIANTS]
-    if bad:
-        raise SystemExit(f"unknown variants {bad}; choose from {sorted(VARIANTS)}")
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     runs: dict[str, list[dict]] = {v: [] for v in names}
     for v in names:  # earlier runs' samples must not stand in for a failed variant's
@@ -235,6 +232,20 @@ def main():
                 if pinned is not None:
                     memory[-1]["pinned_peak_mb"] = pinned["peak_mb"]
     report(args, names, runs, best, same, memory)
+
+
+def variant_list(text: str) -> list[str]:
+    names = [v for v in text.split(",") if v]
+    bad = [v for v in names if v not in VARIANTS]
+    if bad:
+        raise SystemExit(f"unknown variants {bad}; choose from {sorted(VARIANTS)}")
+    return names
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def profile(args):
@@ -269,11 +280,11 @@ def profile(args):
         rows["transition, M children of N"] = ms(lambda: model.step(x, pred, args.T // 2, g, num_children=args.M))
         rows["dedupe N*M rows, exact sort"] = ms(lambda: unique_rows(cands, hashed=False))
         rows["dedupe N*M rows, hashed"] = ms(lambda: unique_rows(cands, hashed=True))
-        sizes = (16, 32, 64, 128, 256) + ((512, 1024, 2048, cands.shape[0]) if cuda else ())
-        per_row = chunk_sweep(model, reward, cands, args.T // 2, sizes=sizes, sync=torch.cuda.synchronize if cuda else None)
+        chunks = (16, 32, 64, 128, 256) + ((512, 1024, 2048, cands.shape[0]) if cuda else ())
+        per_row = chunk_sweep(model, reward, cands, args.T // 2, sizes=chunks, sync=torch.cuda.synchronize if cuda else None)
         if cuda:
             with torch.autocast("cuda", dtype=torch.bfloat16):
-                bf16 = chunk_sweep(model, reward, cands, args.T // 2, sizes=sizes, sync=torch.cuda.synchronize)
+                bf16 = chunk_sweep(model, reward, cands, args.T // 2, sizes=chunks, sync=torch.cuda.synchronize)
             per_row.update({f"{site} (bf16 autocast)": v for site, v in bf16.items()})
     print(f"profile ({args.device}, N = {args.N}, M = {args.M}): " +
           "; ".join(f"{k} {v:.2f} ms" for k, v in rows.items()), flush=True)
@@ -290,7 +301,7 @@ def trace(args):
     cuda = args.device.startswith("cuda")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     lines = [f"# torch.profiler: N = {args.N}, M = {args.M}, T = {args.T}, {args.device} ({device_name(args.device)})", ""]
-    for variant in [v for v in args.trace_variants.split(",") if v]:
+    for variant in variant_list(args.trace_variants):
         vargs = argparse.Namespace(**{**vars(args), "variant": variant})
         model, reward = build(vargs)
         run = (lambda: run_official(vargs, model, reward)) if variant == "official" else (
@@ -308,17 +319,17 @@ def trace(args):
         dev = "self_device_time_total" if hasattr(avg[0], "self_device_time_total") else "self_cuda_time_total"
         kernels = [e for e in prof.events() if str(getattr(e, "device_type", "")).endswith("CUDA")]
         busy = sum(e.device_time if hasattr(e, "device_time") else e.cuda_time for e in kernels) / 1e3
-        syncs = {e.key: e.count for e in avg if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize",
+        calls = {e.key: e.count for e in avg if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize",
                                                          "cudaMemcpyAsync", "cudaLaunchKernel", "aten::item",
                                                          "aten::_local_scalar_dense", "aten::nonzero")}
         lines += [f"## {variant}", "", f"wall {1000 * wall:.0f} ms under the profiler ({1000 * wall / args.T:.2f} ms per "
                   f"step); device kernels {len(kernels)} ({len(kernels) / args.T:.0f} per step), busy {busy:.0f} ms "
-                  f"({busy / args.T:.2f} ms per step); host calls: {json.dumps(syncs)}", "", "```",
+                  f"({busy / args.T:.2f} ms per step); host calls: {json.dumps(calls)}", "", "```",
                   avg.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)]
         if cuda:
             lines += [avg.table(sort_by=dev, row_limit=25, max_name_column_width=60)]
         lines += ["```", ""]
-    Path(args.trace).write_text("\n".join(lines) + "\n")
+    write_atomic(Path(args.trace), "\n".join(lines) + "\n")
     print(f"trace written to {args.trace}", flush=True)
 
 
@@ -390,9 +401,7 @@ def report(args, names, runs, best, same, memory):
         record = {"device": dev, "command": "python benchmarks/bench_dna.py " + " ".join(sys.argv[1:]),
                   "torch": torch.__version__, "runs": runs, "same_samples_as_svdd": same, "memory": memory}
         for suffix, body in ((".json", json.dumps(record, indent=1)), (".md", text + "\n")):
-            tmp = out.with_name(out.name + suffix + ".tmp")
-            tmp.write_text(body)
-            os.replace(tmp, out.with_name(out.name + suffix))
+            write_atomic(out.with_name(out.name + suffix), body)
 
 
 if __name__ == "__main__":

@@ -340,21 +340,20 @@ class Engine:
         """Network output of states ``x`` at level ``i``. ``parents=(px, ppred)``: x holds x.shape[0] // len(px)
         children of each row of px, in order; with a ``time_independent`` model a child equal to its parent takes
         the parent's output (no call, not counted)."""
-        dedupe = True
-        if parents is not None and getattr(self.model, "time_independent", False):
-            px, ppred = parents
-            m = x.shape[0] // px.shape[0]
-            same = (x.reshape(px.shape[0], m, -1) == px.reshape(px.shape[0], 1, -1)).all(-1).flatten()
-            changed = (~same).nonzero().squeeze(1)  # the one host-device sync of this reuse
-            # on a GPU the changed children skip the row sort: they repeat each other rarely (the parent reuse took
-            # the repeats), and the sort's sync costs more there than the few rows it saves
-            dedupe = not x.is_cuda
-            if changed.shape[0] < x.shape[0]:
-                out = ppred.repeat_interleave(m, dim=0)
-                if changed.shape[0]:
-                    out[changed] = self._predict(x[changed], i, dedupe)
-                return out
-        return self._predict(x, i, dedupe)
+        if parents is None or not getattr(self.model, "time_independent", False):
+            return self._predict(x, i)
+        px, ppred = parents
+        m = x.shape[0] // px.shape[0]
+        same = (x.reshape(px.shape[0], m, -1) == px.reshape(px.shape[0], 1, -1)).all(-1).flatten()
+        changed = (~same).nonzero().squeeze(1)  # the one host-device sync of this reuse
+        # on a GPU the changed children skip the row sort: they repeat each other rarely (the parent reuse took the
+        # repeats), and the sort's sync costs more there than the few rows it saves
+        if changed.shape[0] == x.shape[0]:
+            return self._predict(x, i, dedupe=not x.is_cuda)
+        out = ppred.repeat_interleave(m, dim=0)
+        if changed.shape[0]:
+            out[changed] = self._predict(x[changed], i, dedupe=not x.is_cuda)
+        return out
 
     def _predict(self, x: Tensor, i: int, dedupe: bool = True) -> Tensor:
         t0 = time.perf_counter()
