@@ -17,7 +17,8 @@ Chunk sizes come from the machine's store (``$SVDD_CACHE/batch_sizes.json``): th
 row shape or max_batch measures them (a few seconds, inside its time); the later ones read them.
 
 ``--profile`` times the pieces of one step on the device first (network and oracle at N and N·M rows, the
-transition, exact and hashed de-duplication).
+transition, exact and hashed de-duplication; on CPU, the denoiser's chunks one at a time on all threads against
+chunks in parallel Python threads of one intra-op thread each).
 
 ``--trace FILE.md`` writes a torch.profiler summary of ``--trace-variants`` (default ``official,svdd``): wall time,
 kernel time, kernel launches and host-device syncs per step, and the ops with the most host and device time.
@@ -286,6 +287,8 @@ def profile(args):
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 bf16 = chunk_sweep(model, reward, cands, args.T // 2, sizes=chunks, sync=torch.cuda.synchronize)
             per_row.update({f"{site} (bf16 autocast)": v for site, v in bf16.items()})
+        if not cuda and args.threads > 1:
+            rows.update(inter_op(model, cands, args.T // 2, args.threads))
     print(f"profile ({args.device}, N = {args.N}, M = {args.M}): " +
           "; ".join(f"{k} {v:.2f} ms" for k, v in rows.items()), flush=True)
     print("ms per row by chunk size (fastest of 6 interleaved rounds over the same rows): " + "; ".join(
@@ -331,6 +334,33 @@ def trace(args):
         lines += ["```", ""]
     write_atomic(Path(args.trace), "\n".join(lines) + "\n")
     print(f"trace written to {args.trace}", flush=True)
+
+
+def inter_op(model, rows, level, threads, chunk=32, rounds=6):
+    """Milliseconds per row of the denoiser over ``rows`` in chunks of ``chunk``: one call at a time with ``threads``
+    intra-op threads (what the engine does) against ``threads`` Python threads calling it at once with one intra-op
+    thread each (chunks in parallel); fastest of ``rounds`` alternated rounds. Stops if the outputs differ."""
+    from concurrent.futures import ThreadPoolExecutor
+    parts = [rows[a:a + chunk] for a in range(0, rows.shape[0], chunk)]
+    one = lambda c: model.predict(c, level)  # noqa: E731
+    best = {}
+    with ThreadPoolExecutor(threads) as pool:
+        ways = {f"denoiser per row, chunks one at a time on {threads} threads": (threads, lambda: [one(c) for c in parts]),
+                f"denoiser per row, {threads} chunks at once on 1 thread each": (1, lambda: list(pool.map(one, parts)))}
+        ref = None
+        for _ in range(rounds):
+            for name, (n, run) in ways.items():
+                torch.set_num_threads(n)
+                run()  # warm-up
+                t0 = time.perf_counter()
+                out = torch.cat(run())
+                best[name] = min(best.get(name, float("inf")), 1000 * (time.perf_counter() - t0) / rows.shape[0])
+                if ref is None:
+                    ref = out
+                elif not torch.equal(out, ref):
+                    raise SystemExit(f"{name}: outputs differ from one call at a time")
+    torch.set_num_threads(threads)
+    return best
 
 
 def chunk_sweep(model, reward, rows, level, sizes=(16, 32, 64, 128, 256), rounds=6, sync=None):
