@@ -1,11 +1,13 @@
-"""Benchmark: SVDD-PM on the shipped DNA networks (denoiser + guidance oracle), svdd against the official call pattern.
+"""Benchmark: SVDD-PM on the shipped DNA networks (denoiser + guidance oracle), svdd against the official call pattern;
+``--task NAME`` runs the same on another shipped task's model and guidance reward.
 
 Variants, each in its own process (its peak memory is its own), in one invocation:
 
 * ``official`` -- the official SVDD code's call pattern: per step one network call on the N current states, then a
   Python loop over the M candidates, each drawn, run through the network (batches of N, no reuse of the kept
   candidate's output) and scored by the oracle; one last network call for the final noise removal:
-  T·(M + 1) + 1 network rows and T·M oracle rows per sample, under ``torch.no_grad``.
+  T·(M + 1) + 1 network rows and T·M oracle rows per sample, under ``torch.no_grad`` (a continuous model's last
+  candidates are clean and scored as they are, and it has no final call: T + (T − 1)·M network rows).
 * ``svdd`` -- ``svdd.sample(..., "svdd", M=M)`` with the defaults (max_batch 1024, chunk sizes tuned, fp32).
 * ``fixed`` -- the same with ``auto_batch=False``: chunks of exactly max_batch (the behaviour before tuning). Its
   samples must equal ``svdd``'s (the check is printed).
@@ -33,6 +35,11 @@ slower: their times are not speed measurements).
 
     python benchmarks/bench_dna.py                                   # CPU: N 64, M 10, T 128, 2 threads
     python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,nodedupe,bf16 --memory 64,256,1024
+    python benchmarks/bench_dna.py --task molecule-qed -N 32 --variants official,svdd --repeats 3
+
+With ``--task`` both patterns call the task's guidance reward object as the task builds it (a task whose reward sits
+behind an in-memory cache, as the molecule tasks', starts each process with an empty cache), and T defaults to the
+task's number of steps; ``--profile`` measures the DNA networks only.
 """
 
 from __future__ import annotations
@@ -55,6 +62,14 @@ VARIANTS = {"official": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": 
 
 
 def build(args):
+    if args.task:
+        from svdd.tasks import get_task
+        task = get_task(args.task)
+        opts = {**({"num_steps": args.T} if args.T else {}), **({"device": args.device} if "device" in task.options else {})}
+        if args.device != "cpu" and "device" not in task.options:
+            raise SystemExit(f"task {args.task!r} runs on the CPU only (it has no device option)")
+        spec = task.make(**opts)
+        return spec.model, spec.reward
     from svdd import MaskedDiffusion
     from svdd.tasks.dna import OracleReward, load_networks
     nets = load_networks()
@@ -92,6 +107,7 @@ class RSSWatch:
 def run_official(args, model, reward):
     g = torch.Generator(device=args.device).manual_seed(args.seed)
     n, T, rows = args.N, model.num_steps, {"network": 0, "reward": 0}
+    discrete = getattr(model, "discrete", False)
     with torch.no_grad():
         x = model.prior(n, g)
         for i in range(T):
@@ -99,15 +115,17 @@ def run_official(args, model, reward):
             cands, values = [], []
             for _ in range(args.M):  # the official loop: one candidate batch at a time
                 c = model.step(x, pred, i, g)
-                values.append(reward(model.denoise(c, model.predict(c, i + 1), i + 1)))
+                clean = i + 1 == T and not discrete  # a continuous model's last candidates are clean: no call
+                values.append(reward(c if clean else model.denoise(c, model.predict(c, i + 1), i + 1)))
                 cands.append(c)
-            rows["network"] += n * (args.M + 1)
+            rows["network"] += n * (args.M + 1 if i + 1 < T or discrete else 1)
             rows["reward"] += n * args.M
             best = torch.stack(values, 1).argmax(1)
             x = torch.stack(cands, 1)[torch.arange(n, device=x.device), best]
             r = torch.stack(values, 1).max(1).values
-        model.predict(x, T)  # the official final noise-removal call
-        rows["network"] += n
+        if discrete:
+            model.predict(x, T)  # the official final noise-removal call of masked diffusion
+            rows["network"] += n
     return x, r.double(), rows, {}
 
 
@@ -143,7 +161,7 @@ def child(args):
     peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else watch.stop()
     if args.save:
         torch.save({"samples": x.cpu(), "rewards": r.cpu()}, args.save)
-    print(json.dumps({"wall_s": wall, "network_rows": rows["network"], "reward_rows": rows["reward"],
+    print(json.dumps({"T": model.num_steps, "wall_s": wall, "network_rows": rows["network"], "reward_rows": rows["reward"],
                       "peak_mb": peak, "median_reward": float(r.median()), "batch_sizes": sizes}))
 
 
@@ -152,7 +170,9 @@ PINNED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": "262144", "MALLOC_TRIM_THRESHOLD_": "
 
 def spawn(args, variant, extra=(), save=None, env=None):
     cmd = [sys.executable, __file__, "--variant", variant, "--device", args.device, "-N", str(args.N), "-M", str(args.M),
-           "-T", str(args.T), "--threads", str(args.threads), "--seed", str(args.seed), *extra]
+           "-T", str(args.T or 0), "--threads", str(args.threads), "--seed", str(args.seed), *extra]
+    if args.task:
+        cmd += ["--task", args.task]
     if args.cudnn_benchmark:
         cmd.append("--cudnn-benchmark")
     if args.max_batch:
@@ -178,7 +198,8 @@ def main():
     p.add_argument("--device", default="cpu")
     p.add_argument("-N", type=int, default=64)
     p.add_argument("-M", type=int, default=10)
-    p.add_argument("-T", type=int, default=128)
+    p.add_argument("-T", type=int, default=0, help="steps (0: 128 for the DNA networks, else the task's default)")
+    p.add_argument("--task", default="", help="a shipped task's model and guidance reward instead of the DNA networks")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-batch", type=int, default=0, help="max_batch of the svdd variants (0: their default)")
@@ -195,8 +216,18 @@ def main():
     p.add_argument("--trace", default="", help="write a torch.profiler summary of runs to this .md file")
     p.add_argument("--trace-variants", default="official,svdd", help="the variants --trace profiles")
     args = p.parse_args()
+    if not args.task:
+        args.T = args.T or 128
+    else:
+        from svdd.tasks import get_task
+        try:
+            get_task(args.task)
+        except ValueError as exc:
+            raise SystemExit(str(exc)) from None
     if args.variant:
         return child(args)
+    if args.profile and args.task:
+        raise SystemExit("--profile measures the shipped DNA networks only: drop --task")
     if args.profile:
         profile(args)
     if args.trace:
@@ -233,6 +264,10 @@ def main():
                 if pinned is not None:
                     memory[-1]["pinned_peak_mb"] = pinned["peak_mb"]
     report(args, names, runs, best, same, memory)
+
+
+def subject(args) -> str:
+    return f"the {args.task} task (its model and guidance reward)" if args.task else "the shipped DNA networks"
 
 
 def variant_list(text: str) -> list[str]:
@@ -303,10 +338,11 @@ def trace(args):
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    lines = [f"# torch.profiler: N = {args.N}, M = {args.M}, T = {args.T}, {args.device} ({device_name(args.device)})", ""]
+    lines = [f"# torch.profiler, {subject(args)}: N = {args.N}, M = {args.M}, {args.device} ({device_name(args.device)})", ""]
     for variant in variant_list(args.trace_variants):
         vargs = argparse.Namespace(**{**vars(args), "variant": variant})
         model, reward = build(vargs)
+        T = model.num_steps
         run = (lambda: run_official(vargs, model, reward)) if variant == "official" else (
             lambda: run_svdd(vargs, model, reward, dict(VARIANTS[variant])))
         run()
@@ -325,9 +361,9 @@ def trace(args):
         calls = {e.key: e.count for e in avg if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize",
                                                          "cudaMemcpyAsync", "cudaLaunchKernel", "aten::item",
                                                          "aten::_local_scalar_dense", "aten::nonzero")}
-        lines += [f"## {variant}", "", f"wall {1000 * wall:.0f} ms under the profiler ({1000 * wall / args.T:.2f} ms per "
-                  f"step); device kernels {len(kernels)} ({len(kernels) / args.T:.0f} per step), busy {busy:.0f} ms "
-                  f"({busy / args.T:.2f} ms per step); host calls: {json.dumps(calls)}", "", "```",
+        lines += [f"## {variant}", "", f"T = {T}: wall {1000 * wall:.0f} ms under the profiler ({1000 * wall / T:.2f} ms "
+                  f"per step); device kernels {len(kernels)} ({len(kernels) / T:.0f} per step), busy {busy:.0f} ms "
+                  f"({busy / T:.2f} ms per step); host calls: {json.dumps(calls)}", "", "```",
                   avg.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)]
         if cuda:
             lines += [avg.table(sort_by=dev, row_limit=25, max_name_column_width=60)]
@@ -387,10 +423,12 @@ def chunk_sweep(model, reward, rows, level, sizes=(16, 32, 64, 128, 256), rounds
 
 def report(args, names, runs, best, same, memory):
     dev = device_name(args.device)
-    lines = [f"SVDD-PM on the shipped DNA networks: N = {args.N}, M = {args.M}, T = {args.T}, seed {args.seed}, "
+    T = args.T or next((r["T"] for v in names for r in runs[v]), "?")
+    lines = [f"SVDD-PM on {subject(args)}: N = {args.N}, M = {args.M}, T = {T}, seed {args.seed}, "
              f"{args.device} ({dev}), {args.threads} threads; {args.repeats} alternated run(s) of each variant"
              + ("; cudnn.benchmark on" if args.cudnn_benchmark else ""), "",
-             "| variant | s / sample (best) | s / sample (median) | network rows / sample | oracle rows / sample | "
+             f"| variant | s / sample (best) | s / sample (median) | network rows / sample | "
+             f"{'reward' if args.task else 'oracle'} rows / sample | "
              "peak memory of the best run (MB) | median reward | speed-up vs official (best) | speed-up (medians) | batch sizes | "
              "same samples as svdd |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     base = best.get("official")
