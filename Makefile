@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install data-fashion results-fashion train-fashion test test-slow demo bench results-dna train-dna clean \
+.PHONY: install data-fashion results-fashion train-fashion test test-slow demo bench bench-tasks results-dna train-dna clean \
 	results-molecules train-molecules train-rna results-rna results-search
 
 $(VENV)/.installed: pyproject.toml
@@ -74,13 +74,22 @@ train-fashion: install data-fashion
 	$(PY) -m svdd.tasks.fashion.train classifiers --epochs 4
 	$(PY) -m svdd.tasks.fashion.train value
 
-# SVDD-PM on the shipped DNA networks against the official call pattern (about 35 minutes on 2 CPU cores); the GPU
+# SVDD-PM on the shipped DNA networks against the official call pattern (about 45 minutes on 2 CPU cores); the GPU
 # tables in results/bench/ came from: python benchmarks/bench_dna.py --device cuda -N 256 --repeats 2 --variants
 # official,svdd,nodedupe,bf16 --memory 64,256,1024 --out results/bench/h100 (then --variants '' --trace FILE.md
 # --trace-variants svdd for the profiler summary; each command's line is in its .json)
 bench: install
-	$(PY) benchmarks/bench_dna.py --variants official,svdd,fixed,bf16 --repeats 3 --memory 64,256,1024 --profile \
-	  --out results/bench/cpu
+	$(PY) benchmarks/bench_dna.py --variants official,official-heap,svdd,fixed,bf16 --repeats 3 --memory 64,256,1024 \
+	  --profile --out results/bench/cpu
+
+# the same comparison on the other shipped tasks' models and guidance rewards (about 25 minutes on 2 CPU cores)
+bench-tasks: install
+	$(PY) benchmarks/bench_dna.py --task rna-utr-mrl -N 128 --variants official,official-heap,svdd,fixed --repeats 3 \
+	  --out results/bench/cpu-task-rna-utr-mrl
+	$(PY) benchmarks/bench_dna.py --task molecule-qed -N 32 --variants official,official-heap,svdd,fixed --repeats 3 \
+	  --out results/bench/cpu-task-molecule-qed
+	$(PY) benchmarks/bench_dna.py --task fashion-compress -N 16 --variants official,official-heap,svdd,fixed --repeats 3 \
+	  --out results/bench/cpu-task-fashion-compress
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

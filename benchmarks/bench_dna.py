@@ -3,11 +3,13 @@
 
 Variants, each in its own process (its peak memory is its own), in one invocation:
 
-* ``official`` -- the official SVDD code's call pattern: per step one network call on the N current states, then a
+* ``official`` -- the official SVDD code's call pattern, in a process with glibc's default heap settings: per step one network call on the N current states, then a
   Python loop over the M candidates, each drawn, run through the network (batches of N, no reuse of the kept
   candidate's output) and scored by the oracle; one last network call for the final noise removal:
   T·(M + 1) + 1 network rows and T·M oracle rows per sample, under ``torch.no_grad`` (a continuous model's last
   candidates are clean and scored as they are, and it has no final call: T + (T − 1)·M network rows).
+* ``official-heap`` -- the same loop after `svdd.allocator.tune_heap` (the heap settings every svdd CPU run applies):
+  the two call patterns compared with the same allocator.
 * ``svdd`` -- ``svdd.sample(..., "svdd", M=M)`` with the defaults (max_batch 1024, chunk sizes tuned, fp32).
 * ``fixed`` -- the same with ``auto_batch=False``: chunks of exactly max_batch (the behaviour before tuning). Its
   samples must equal ``svdd``'s (the check is printed).
@@ -27,11 +29,11 @@ kernel time, kernel launches and host-device syncs per step, and the ops with th
 
 ``--memory 64,256,1024`` adds peak-memory runs of ``svdd`` at those N with ``--memory-max-batch`` (default 256) and
 ``--memory-steps`` steps (peak memory does not grow with T): peak RSS above the process's RSS before sampling on CPU,
-``torch.cuda.max_memory_allocated`` on CUDA. On CPU each N runs twice: with glibc's default allocator settings (what
-a user's process shows, but noisy: freed blocks stay in the heap or not depending on the allocation history) and with
-the mmap threshold pinned at 256 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``), where every tensor of
-256 KiB or more is returned to the system when freed, so that RSS follows the memory actually in use (these runs are
-slower: their times are not speed measurements).
+``torch.cuda.max_memory_allocated`` on CUDA. On CPU each N runs twice: with the heap settings svdd applies (what a
+user's process shows; `svdd.allocator`: freed memory stays in the process, up to 128 MiB of it) and with glibc's mmap
+threshold pinned at 256 KiB (``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, which svdd leaves alone), where
+every tensor of 256 KiB or more is returned to the system when freed, so that RSS follows the memory actually in use
+(these runs are slower: their times are not speed measurements).
 
     python benchmarks/bench_dna.py                                   # CPU: N 64, M 10, T 128, 2 threads
     python benchmarks/bench_dna.py --device cuda -N 256 --variants official,svdd,nodedupe,bf16 --memory 64,256,1024
@@ -56,7 +58,7 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = {"official": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
+VARIANTS = {"official": {}, "official-heap": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
             "nodedupe": {"dedupe": False}, "mb1024": {"max_batch": 1024}, "mb256": {"max_batch": 256},
             "compile": {}}
 
@@ -151,7 +153,10 @@ def child(args):
         torch.cuda.reset_peak_memory_stats()
     watch = RSSWatch()
     t0 = time.perf_counter()
-    if args.variant == "official":
+    if args.variant.startswith("official"):
+        if args.variant == "official-heap":
+            from svdd.allocator import tune_heap
+            tune_heap()
         x, r, rows, sizes = run_official(args, model, reward)
     else:
         x, r, rows, sizes = run_svdd(args, model, reward, opts)
@@ -251,7 +256,7 @@ def main():
     if "svdd" in names:
         ref = torch.load(tmp / "bench-dna-svdd.pt", weights_only=True)["samples"]
         for v in names:
-            if v not in ("svdd", "official"):
+            if v != "svdd" and not v.startswith("official"):
                 same[v] = bool(torch.equal(torch.load(tmp / f"bench-dna-{v}.pt", weights_only=True)["samples"], ref))
     memory = []
     for n in [int(s) for s in args.memory.split(",") if s]:
@@ -333,7 +338,8 @@ def profile(args):
 def trace(args):
     """torch.profiler over one run of each of ``--trace-variants`` (default: the official loop and ``svdd``), each
     after an untraced run of the same configuration (warm-up, chunk-size timing): wall time, kernel time and count,
-    host-device synchronisations, and the ops that take the most host and device time."""
+    host-device synchronisations, and the ops that take the most host and device time. All run in this process: on
+    CPU the heap settings of the first svdd run (`svdd.allocator`) hold for every variant after it."""
     from torch.profiler import ProfilerActivity, profile as torch_profile
     torch.set_num_threads(args.threads)
     cuda = args.device.startswith("cuda")
@@ -343,7 +349,7 @@ def trace(args):
         vargs = argparse.Namespace(**{**vars(args), "variant": variant})
         model, reward = build(vargs)
         T = model.num_steps
-        run = (lambda: run_official(vargs, model, reward)) if variant == "official" else (
+        run = (lambda: run_official(vargs, model, reward)) if variant.startswith("official") else (
             lambda: run_svdd(vargs, model, reward, dict(VARIANTS[variant])))
         run()
         if cuda:
@@ -446,12 +452,12 @@ def report(args, names, runs, best, same, memory):
     if memory:
         cpu, n0 = not args.device.startswith("cuda"), memory[0]["N"]
         lines += ["", f"Peak memory of `svdd` (defaults, max_batch = {args.memory_max_batch}, T = {args.memory_steps}; "
-                      + ("peak RSS above the RSS before sampling, with glibc's default allocator settings and with its "
+                      + ("peak RSS above the RSS before sampling, with svdd's heap settings and with glibc's "
                          "mmap threshold pinned at 256 KiB, where freed tensors leave RSS at once)" if cpu else
                          "torch.cuda.max_memory_allocated)") + ":", ""]
         if cpu:
             lines += [f"| N | peak RSS (MB) | ratio to N = {n0} | peak RSS, pinned mmap threshold (MB) | ratio to N = {n0} "
-                      "| s / sample (default allocator) |", "|---|---|---|---|---|---|"]
+                      "| s / sample (svdd's heap settings) |", "|---|---|---|---|---|---|"]
         else:
             lines += [f"| N | peak memory (MB) | ratio to N = {n0} | s / sample |", "|---|---|---|---|"]
         for m in memory:

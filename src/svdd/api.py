@@ -111,7 +111,7 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
               "reward": reward.name, "num_samples": num_samples, "seed": seed, "max_batch": engine.max_batch,
               "reward_budget": reward_budget, "budget": None if budget is None else budget.to_dict(), "auto_batch": auto_batch, "precision": precision,
               "dedupe": dedupe,
-              "batch_sizes": engine.batch_sizes()}
+              "batch_sizes": engine.batch_sizes(), "cpu_heap": engine.cpu_heap}
     return SampleResult(samples=_plain(samples), rewards=_plain(rewards.double()), diagnostics=diag, cost=cost,
                         config=config, x0_estimates=None if x0s is None else _plain(x0s), log_z=log_z)
 

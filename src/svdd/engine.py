@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import torch
 
+from .allocator import tune_heap
 from .errors import RewardUnavailable, RunError
 from .models.base import Tensor
 from .rewards import Reward, check_output
@@ -269,7 +270,9 @@ class Engine:
         self._canary: Tensor | None = None  # one row the reward scored before: the probe of a reward that may be gone
         self.auto_batch = bool(auto_batch)  # pick each call site's chunk size (<= max_batch) by timing
         self.precision = precision
-        if precision == "bf16" and torch.device(getattr(model, "device", "cpu")).type == "cpu" and not cpu_has_bf16():
+        on_cpu = torch.device(getattr(model, "device", "cpu")).type == "cpu"
+        self.cpu_heap = tune_heap() if on_cpu else None  # freed tensors stay in the heap (see `svdd.allocator`)
+        if precision == "bf16" and on_cpu and not cpu_has_bf16():
             import warnings
             warnings.warn("precision='bf16' on a CPU without native bf16 instructions (no AVX-512 BF16 / AMX): bf16 is "
                           "emulated there and usually slower than fp32", RuntimeWarning, stacklevel=3)
