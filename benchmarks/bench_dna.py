@@ -15,7 +15,8 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
   samples must equal ``svdd``'s (the check is printed).
 * ``bf16`` -- defaults plus ``precision="bf16"`` (bf16 autocast for the denoiser; the oracle stays fp32).
 * ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
-  256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser.
+  256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser;
+  ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings).
 
 Chunk sizes come from the machine's store (``$SVDD_CACHE/batch_sizes.json``): the first process for a new model,
 row shape or max_batch measures them (a few seconds, inside its time); the later ones read them.
@@ -60,7 +61,8 @@ import torch
 
 VARIANTS = {"official": {}, "official-heap": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
             "nodedupe": {"dedupe": False}, "mb1024": {"max_batch": 1024}, "mb256": {"max_batch": 256},
-            "compile": {}}
+            "compile": {}, "svdd-noheap": {}}
+VARIANT_ENV = {"svdd-noheap": {"SVDD_MALLOC_TUNING": "0"}}  # glibc's default heap settings for this variant
 
 
 def build(args):
@@ -246,7 +248,7 @@ def main():
         (tmp / f"bench-dna-{v}.pt").unlink(missing_ok=True)
     for _ in range(args.repeats):
         for v in names:
-            r = spawn(args, v, save=str(tmp / f"bench-dna-{v}.pt"))
+            r = spawn(args, v, save=str(tmp / f"bench-dna-{v}.pt"), env=VARIANT_ENV.get(v))
             if r is not None:
                 runs[v].append(r)
                 print(f"  {v}: {r['wall_s'] / args.N:.4f} s/sample", file=sys.stderr, flush=True)
