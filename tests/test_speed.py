@@ -252,3 +252,58 @@ def test_a_time_independent_model_reuses_the_output_of_unchanged_candidates():
     assert torch.equal(runs[0].samples, runs[1].samples) and torch.equal(runs[0].rewards, runs[1].rewards)
     assert runs[1].cost.network_evals < 0.9 * runs[0].cost.network_evals  # 12 tokens over 48 steps: many unchanged
     assert runs[1].config["model"]["time_independent"] is True
+
+
+HEAP_CYCLES = """
+import resource, sys, torch
+from svdd.allocator import tune_heap
+print(tune_heap())
+def cycle():  # two 6 MiB tensors written and freed, as a network call's activations are
+    a = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
+    b = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
+    del a, b
+cycle(); cycle()
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    cycle()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
+"""
+
+
+def _heap_cycles(env_extra):
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
+    out = subprocess.run([sys.executable, "-c", HEAP_CYCLES], env={**env, **env_extra}, capture_output=True,
+                         text=True, check=True).stdout.splitlines()
+    return out[0], float(out[1])
+
+
+@pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the heap settings are glibc's")
+def test_cpu_runs_keep_freed_tensor_memory_in_the_heap(masked_model):
+    """With svdd's heap settings a call's freed tensors are reused by the next call (few page faults: each fault is
+    a page the kernel zeroes again); with glibc's defaults (opted out) the same 12 MiB cycle faults on all its
+    pages (3,072) every time. A CPU run applies the settings and says so in its config."""
+    tuned, tuned_faults = _heap_cycles({})
+    left, default_faults = _heap_cycles({"SVDD_MALLOC_TUNING": "0"})
+    assert tuned.startswith("glibc mallopt: mmap threshold 32 MiB") and left.startswith("left as it was")
+    assert tuned_faults < default_faults / 10 and default_faults > 1000, (tuned_faults, default_faults)
+    run = svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=2, seed=0)
+    assert run.config["cpu_heap"] == svdd.allocator.tune_heap()
+
+
+@pytest.mark.parametrize("env,says", [({"SVDD_MALLOC_TUNING": "0"}, "SVDD_MALLOC_TUNING=0"),
+                                      ({"MALLOC_TRIM_THRESHOLD_": "1000000"}, "MALLOC_TRIM_THRESHOLD_"),
+                                      ({"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=65536"}, "GLIBC_TUNABLES")])
+def test_heap_settings_are_left_alone_where_the_user_chose(monkeypatch, env, says):
+    from svdd import allocator
+    for k in ("SVDD_MALLOC_TUNING", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+              "GLIBC_TUNABLES"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    called = []
+    monkeypatch.setattr("ctypes.CDLL", lambda *a: called.append(a))  # no mallopt may be reached
+    state = allocator._apply()
+    assert state.startswith("left as it was") and says in state and not called

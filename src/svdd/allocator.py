@@ -3,9 +3,8 @@
 With glibc's default settings a CPU run pays for page faults on every network call: a large tensor is mapped
 fresh (``mmap``) or the heap top is trimmed after the call frees its activations, so the next call's activations
 are new pages the kernel must zero. `tune_heap` sets glibc's mmap threshold to its largest value (32 MiB) and its
-trim threshold to 128 MiB (``mallopt``), so that a call's activations reuse the memory the previous call freed. On
-the benchmark CPU this made SVDD-PM on the shipped DNA networks about 11% faster and on the RNA task about 35%
-faster (README, "Speed"); up to 128 MiB of freed memory may stay in the process.
+trim threshold to 128 MiB (``mallopt``), so that a call's activations reuse the memory the previous call freed
+(measured in README, "Benchmark"); up to 128 MiB of freed memory may stay in the process.
 
 It is done once per process, when the first CPU run starts, and is process-wide. It is left alone where the user
 chose: ``SVDD_MALLOC_TUNING=0`` in the environment, or any of glibc's own malloc settings (``MALLOC_MMAP_THRESHOLD_``,
