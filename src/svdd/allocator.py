@@ -1,7 +1,7 @@
 """Heap settings for CPU runs: keep freed tensor memory in the process instead of handing it back to the system.
 
-With glibc's default settings a CPU run pays for page faults on every network call: a large tensor is mapped
-fresh (``mmap``) or the heap top is trimmed after the call frees its activations, so the next call's activations
+With glibc's default settings a CPU run can pay for page faults on its network calls: a large tensor is mapped
+fresh (``mmap``), or the heap top is trimmed after a call frees its activations, so that the next call's activations
 are new pages the kernel must zero. `tune_heap` sets glibc's mmap threshold to its largest value (32 MiB) and its
 trim threshold to 128 MiB (``mallopt``), so that a call's activations reuse the memory the previous call freed
 (measured in README, "Benchmark"); up to 128 MiB of freed memory may stay in the process.
@@ -43,7 +43,7 @@ def _apply() -> str:
     if chosen:
         return f"left as it was (set in the environment: {', '.join(chosen)})"
     import platform
-    if not platform.system() == "Linux" or platform.libc_ver()[0] != "glibc":
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return "left as it was (not glibc)"
     import ctypes
     try:
