@@ -255,40 +255,40 @@ def test_a_time_independent_model_reuses_the_output_of_unchanged_candidates():
 
 
 HEAP_CYCLES = """
-import resource, sys, torch
-from svdd.allocator import tune_heap
-print(tune_heap())
+import ctypes, resource, torch
+from svdd.allocator import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, tune_heap
 def cycle():  # two 6 MiB tensors written and freed, as a network call's activations are
     a = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
     b = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
     del a, b
-cycle(); cycle()
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(10):
-    cycle()
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10)
+def faults():  # minor page faults per cycle, after two warm-up cycles
+    cycle(); cycle()
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        cycle()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0) / 10
+libc = ctypes.CDLL("libc.so.6")  # glibc's starting thresholds, pinned (its adaptive state depends on the history)
+assert libc.mallopt(M_MMAP_THRESHOLD, 128 << 10) == 1 and libc.mallopt(M_TRIM_THRESHOLD, 128 << 10) == 1
+before = faults()
+print(tune_heap())
+print(before, faults())
 """
-
-
-def _heap_cycles(env_extra):
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_") and k != "GLIBC_TUNABLES"}
-    out = subprocess.run([sys.executable, "-c", HEAP_CYCLES], env={**env, **env_extra}, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
-    return out[0], float(out[1])
 
 
 @pytest.mark.skipif(__import__("platform").libc_ver()[0] != "glibc", reason="the heap settings are glibc's")
 def test_cpu_runs_keep_freed_tensor_memory_in_the_heap(masked_model):
-    """With svdd's heap settings a call's freed tensors are reused by the next call (few page faults: each fault is
-    a page the kernel zeroes again); with glibc's defaults (opted out) the same 12 MiB cycle faults on all its
-    pages (3,072) every time. A CPU run applies the settings and says so in its config."""
-    tuned, tuned_faults = _heap_cycles({})
-    left, default_faults = _heap_cycles({"SVDD_MALLOC_TUNING": "0"})
-    assert tuned.startswith("glibc mallopt: mmap threshold 32 MiB") and left.startswith("left as it was")
-    assert tuned_faults < default_faults / 10 and default_faults > 1000, (tuned_faults, default_faults)
+    """With glibc's starting thresholds a 12 MiB cycle of tensors written and freed faults on all its pages (3,072:
+    each a page the kernel zeroes again) every time; after `tune_heap` the next cycles reuse the freed memory. A CPU
+    run applies the settings and says so in its config."""
+    import os
+    import subprocess
+    import sys
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "PYTHONPATH", "SVDD_CACHE") if k in os.environ}
+    out = subprocess.run([sys.executable, "-c", HEAP_CYCLES], env=env, capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    state, (before, after) = out[0], map(float, out[1].split())
+    assert state.startswith("glibc mallopt: mmap threshold 32 MiB")
+    assert before > 1000 and after < before / 10, (before, after)
     run = svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=2, seed=0)
     assert run.config["cpu_heap"] == svdd.allocator.tune_heap()
 
