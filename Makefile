@@ -84,9 +84,9 @@ bench: install
 
 # the same comparison on the other shipped tasks' models and guidance rewards (about 25 minutes on 2 CPU cores)
 bench-tasks: install
-	$(PY) benchmarks/bench_dna.py --task rna-utr-mrl -N 128 --variants official,official-heap,svdd,fixed --repeats 3 \
+	$(PY) benchmarks/bench_dna.py --task rna-utr-mrl -N 128 --variants official,official-heap,svdd,svdd-noheap,fixed --repeats 3 \
 	  --out results/bench/cpu-task-rna-utr-mrl
-	$(PY) benchmarks/bench_dna.py --task molecule-qed -N 32 --variants official,official-heap,svdd,fixed --repeats 3 \
+	$(PY) benchmarks/bench_dna.py --task molecule-qed -N 32 --variants official,official-heap,svdd,svdd-noheap --repeats 3 \
 	  --out results/bench/cpu-task-molecule-qed
 	$(PY) benchmarks/bench_dna.py --task fashion-compress -N 16 --variants official,official-heap,svdd,fixed --repeats 3 \
 	  --out results/bench/cpu-task-fashion-compress
