@@ -3,9 +3,10 @@
 
 Variants, each in its own process (its peak memory is its own), in one invocation:
 
-* ``official`` -- the official SVDD code's call pattern, in a process with glibc's default heap settings: per step one network call on the N current states, then a
-  Python loop over the M candidates, each drawn, run through the network (batches of N, no reuse of the kept
-  candidate's output) and scored by the oracle; one last network call for the final noise removal:
+* ``official`` -- the official SVDD code's call pattern, in a process with glibc's default heap settings: per step
+  one network call on the N current states, then a Python loop over the M candidates, each drawn, run through the
+  network (batches of N, no reuse of the kept candidate's output) and scored by the oracle; one last network call for
+  the final noise removal:
   T·(M + 1) + 1 network rows and T·M oracle rows per sample, under ``torch.no_grad`` (a continuous model's last
   candidates are clean and scored as they are, and it has no final call: T + (T − 1)·M network rows).
 * ``official-heap`` -- the same loop after `svdd.allocator.tune_heap` (the heap settings every svdd CPU run applies):
@@ -133,6 +134,19 @@ def run_official(args, model, reward):
     return x, r.double(), rows, {}
 
 
+def run_variant(args, model, reward):
+    """One run of ``args.variant``: (samples, rewards, rows per call site, chunk sizes)."""
+    if not args.variant.startswith("official"):
+        opts = dict(VARIANTS[args.variant])
+        if args.max_batch and "max_batch" not in opts:
+            opts["max_batch"] = args.max_batch
+        return run_svdd(args, model, reward, opts)
+    if args.variant == "official-heap":
+        from svdd.allocator import tune_heap
+        tune_heap()  # process-wide, once: the settings an svdd CPU run applies when it starts
+    return run_official(args, model, reward)
+
+
 def run_svdd(args, model, reward, opts):
     import svdd
     if args.variant == "compile":
@@ -147,21 +161,12 @@ def child(args):
     torch.backends.cudnn.benchmark = args.cudnn_benchmark
     model, reward = build(args)
     cuda = args.device.startswith("cuda")
-    opts = dict(VARIANTS[args.variant])
-    if args.max_batch and "max_batch" not in opts:
-        opts["max_batch"] = args.max_batch
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     watch = RSSWatch()
     t0 = time.perf_counter()
-    if args.variant.startswith("official"):
-        if args.variant == "official-heap":
-            from svdd.allocator import tune_heap
-            tune_heap()
-        x, r, rows, sizes = run_official(args, model, reward)
-    else:
-        x, r, rows, sizes = run_svdd(args, model, reward, opts)
+    x, r, rows, sizes = run_variant(args, model, reward)
     if cuda:
         torch.cuda.synchronize()
     wall = time.perf_counter() - t0
@@ -351,8 +356,7 @@ def trace(args):
         vargs = argparse.Namespace(**{**vars(args), "variant": variant})
         model, reward = build(vargs)
         T = model.num_steps
-        run = (lambda: run_official(vargs, model, reward)) if variant.startswith("official") else (
-            lambda: run_svdd(vargs, model, reward, dict(VARIANTS[variant])))
+        run = lambda: run_variant(vargs, model, reward)  # noqa: E731
         run()
         if cuda:
             torch.cuda.synchronize()
