@@ -77,7 +77,8 @@ train-fashion: install data-fashion
 # SVDD-PM on the shipped DNA networks against the official call pattern (about 45 minutes on 2 CPU cores); the GPU
 # tables in results/bench/ came from: python benchmarks/bench_dna.py --device cuda -N 256 --repeats 2 --variants
 # official,svdd,nodedupe,bf16 --memory 64,256,1024 --out results/bench/h100 (then --variants '' --trace FILE.md
-# --trace-variants svdd for the profiler summary; each command's line is in its .json)
+# --trace-variants svdd for the profiler summary; each command's line is in its .json); on a GPU machine
+# `sh benchmarks/gpu.sh` runs the current GPU comparison in one call
 bench: install
 	$(PY) benchmarks/bench_dna.py --variants official,official-heap,svdd,fixed,bf16 --repeats 3 --memory 64,256,1024 \
 	  --profile --out results/bench/cpu

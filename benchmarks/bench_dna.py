@@ -17,7 +17,9 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
 * ``bf16`` -- defaults plus ``precision="bf16"`` (bf16 autocast for the denoiser; the oracle stays fp32).
 * ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
   256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser;
-  ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings).
+  ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings); ``svdd-eager`` -- defaults
+  with every output check at its call (``Engine.few_syncs`` off: a GPU's behaviour before the checks were queued
+  until the step's end; the same samples, on CPU the same code path as ``svdd``).
 
 Chunk sizes come from the machine's store (``$SVDD_CACHE/batch_sizes.json``): the first process for a new model,
 row shape or max_batch measures them (a few seconds, inside its time); the later ones read them.
@@ -62,7 +64,7 @@ import torch
 
 VARIANTS = {"official": {}, "official-heap": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
             "nodedupe": {"dedupe": False}, "mb1024": {"max_batch": 1024}, "mb256": {"max_batch": 256},
-            "compile": {}, "svdd-noheap": {}}
+            "compile": {}, "svdd-noheap": {}, "svdd-eager": {}}
 VARIANT_ENV = {"svdd-noheap": {"SVDD_MALLOC_TUNING": "0"}}  # glibc's default heap settings for this variant
 
 
@@ -151,7 +153,13 @@ def run_svdd(args, model, reward, opts):
     import svdd
     if args.variant == "compile":
         model.network = torch.compile(model.network, dynamic=True)
-    res = svdd.sample(model, reward, "svdd", num_samples=args.N, M=args.M, seed=args.seed, progress=False, **opts)
+    few_syncs = svdd.engine.Engine.FEW_SYNCS_DEVICES
+    if args.variant == "svdd-eager":
+        svdd.engine.Engine.FEW_SYNCS_DEVICES = ()  # for this run only (--trace runs variants in one process)
+    try:
+        res = svdd.sample(model, reward, "svdd", num_samples=args.N, M=args.M, seed=args.seed, progress=False, **opts)
+    finally:
+        svdd.engine.Engine.FEW_SYNCS_DEVICES = few_syncs
     rows = {"network": res.cost.network_evals, "reward": res.cost.reward_evals}
     return res.samples, res.rewards, rows, res.config["batch_sizes"]
 

@@ -58,6 +58,15 @@ def wait_until(p, done, seconds=120.0):
         time.sleep(0.1)
 
 
+@pytest.fixture(params=["checks-at-call", "checks-per-step"])
+def check_timing(request, monkeypatch):
+    """Both ways the engine checks network, value-net and reward outputs: at each call (CPU), and queued on the
+    device and read once per step (``Engine.few_syncs``, a GPU's way, forced here on CPU)."""
+    if request.param == "checks-per-step":
+        monkeypatch.setattr(svdd.engine.Engine, "FEW_SYNCS_DEVICES", ("cuda", "cpu"))
+    return request.param
+
+
 @pytest.fixture
 def gauss_model():
     return svdd.GaussianDiffusion(TinyMLP(), (3,), num_steps=12, eta=1.0)

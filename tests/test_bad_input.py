@@ -152,12 +152,12 @@ def test_compare_checks_every_method_before_the_first_run(tmp_path):
 
 # 8. rewards: NaN / −inf everywhere, +inf ----------------------------------------------------------------------------
 @pytest.mark.parametrize("value", [math.nan, -math.inf])
-def test_a_reward_that_fails_everywhere_is_an_error(value):
+def test_a_reward_that_fails_everywhere_is_an_error(value, check_timing):
     with pytest.raises(RunError, match="returned NaN or −inf for every one of 8 samples of its first batch"):
         svdd.sample(gauss(), lambda x: torch.full((x.shape[0],), value), "svdd", num_samples=4, M=2)
 
 
-def test_minus_inf_is_a_counted_failure():
+def test_minus_inf_is_a_counted_failure(check_timing):
     def reward(x):
         r = gauss_reward(x)
         return torch.where(x[:, 0] < 0, torch.full_like(r, -math.inf), r)
@@ -167,7 +167,7 @@ def test_minus_inf_is_a_counted_failure():
     assert torch.equal(torch.isnan(res.rewards), res.samples[:, 0] < 0)  # −inf is reported as a failure (NaN)
 
 
-def test_plus_inf_reward_is_an_error():
+def test_plus_inf_reward_is_an_error(check_timing):
     with pytest.raises(RunError, match=r"returned \+inf for 2 of 8 samples; rewards must be finite"):
         svdd.sample(gauss(), lambda x: torch.cat([torch.full((2,), math.inf), x[2:, 0]]), "svdd", num_samples=4, M=2)
 
@@ -183,17 +183,17 @@ class NaNDenoiser(TinyDenoiser):
         return super().forward(x, t) * math.nan
 
 
-def test_value_net_returning_nan_is_an_error():
+def test_value_net_returning_nan_is_an_error(check_timing):
     with pytest.raises(RunError, match="value net NaNValue returned NaN at level 1 for 8 of 8 evaluated rows"):
         svdd.sample(gauss(), gauss_reward, "svdd", num_samples=4, M=2, value=NaNValue())
 
 
-def test_masked_network_returning_nan_is_an_error():
+def test_masked_network_returning_nan_is_an_error(check_timing):
     with pytest.raises(RunError, match="network NaNDenoiser of MaskedDiffusion returned NaN at level 0"):
         svdd.sample(masked(NaNDenoiser()), token_reward, "svdd", num_samples=4, M=2)
 
 
-def test_gaussian_network_returning_nan_is_blamed_on_the_network():
+def test_gaussian_network_returning_nan_is_blamed_on_the_network(check_timing):
     def nan_eps(x, t):
         return x * math.nan
 
@@ -202,7 +202,7 @@ def test_gaussian_network_returning_nan_is_blamed_on_the_network():
 
 
 # 10. a reward that dies mid-run ---------------------------------------------------------------------------------------
-def test_a_reward_that_dies_stops_the_run_after_a_few_calls():
+def test_a_reward_that_dies_stops_the_run_after_a_few_calls(check_timing):
     calls = []
 
     def dying(x):
@@ -219,7 +219,7 @@ def test_a_reward_that_dies_stops_the_run_after_a_few_calls():
         svdd.sample(gauss(), gauss_reward, "svdd", max_reward_failures=0)
 
 
-def test_many_failing_inputs_in_a_row_do_not_stop_a_live_reward():
+def test_many_failing_inputs_in_a_row_do_not_stop_a_live_reward(check_timing):
     def picky(x):  # fails on every sample with a positive first coordinate, answers the others
         if (x[:, 0] > 0).any():
             raise RuntimeError("cannot score")
@@ -230,7 +230,7 @@ def test_many_failing_inputs_in_a_row_do_not_stop_a_live_reward():
     assert res.samples.shape == (32, 3) and sum(res.diagnostics.failed_candidates) > 0
 
 
-def test_a_reward_with_isolated_failures_is_not_stopped():
+def test_a_reward_with_isolated_failures_is_not_stopped(check_timing):
     def flaky(x):  # raises for a batch holding a sample with a large first coordinate; rows retried one by one
         if (x[:, 0] > 250).any():
             raise RuntimeError("docking failed")

@@ -61,7 +61,7 @@ def flaky_reward(x):
     return torch.where(x[:, 0] < -1.5, torch.full_like(r, float("nan")), r)
 
 
-def test_failed_reward_rows_are_counted_exactly_and_diagnostics_reach_the_host(gmm):
+def test_failed_reward_rows_are_counted_exactly_and_diagnostics_reach_the_host(gmm, check_timing):
     class Counting:  # counts what the reward itself failed on: NaN rows and rows that raised on their own
         failed = 0
 
@@ -84,7 +84,7 @@ def test_failed_reward_rows_are_counted_exactly_and_diagnostics_reach_the_host(g
     assert all(v.device.type == "cpu" and v.dtype == torch.float64 for v in d.kept_values)
 
 
-def test_failing_candidates_get_minus_inf_and_the_run_goes_on(gmm):
+def test_failing_candidates_get_minus_inf_and_the_run_goes_on(gmm, check_timing):
     model = gmm[0]
     with pytest.warns(RuntimeWarning, match=r"failed \(raised or NaN\) for \d+ evaluated samples.*docking failed"):
         res = svdd.sample(model, flaky_reward, "svdd", num_samples=32, M=4, seed=0)
@@ -100,7 +100,7 @@ def test_failing_candidates_get_minus_inf_and_the_run_goes_on(gmm):
     assert torch.equal(torch.isnan(res.rewards), bad)
 
 
-def test_every_candidate_failing_is_reported():
+def test_every_candidate_failing_is_reported(check_timing):
     model = svdd.GaussianDiffusion(lambda x, t: torch.zeros_like(x), (1,), num_steps=5)
     calls = []
 
@@ -115,12 +115,12 @@ def test_every_candidate_failing_is_reported():
 
 
 @pytest.mark.parametrize("value", [float("nan"), -float("inf")])
-def test_a_reward_that_fails_on_its_whole_first_batch_is_an_error(gauss_model, value):
+def test_a_reward_that_fails_on_its_whole_first_batch_is_an_error(gauss_model, value, check_timing):
     with pytest.raises(svdd.errors.RunError, match="returned NaN or −inf for every one of 8 samples of its first batch"):
         svdd.sample(gauss_model, lambda x: torch.full((x.shape[0],), value), "svdd", num_samples=4, M=2)
 
 
-def test_a_reward_that_always_raises_is_an_error(gauss_model):
+def test_a_reward_that_always_raises_is_an_error(gauss_model, check_timing):
     def broken(x):
         raise KeyError("no such receptor")
 

@@ -254,6 +254,56 @@ def test_a_time_independent_model_reuses_the_output_of_unchanged_candidates():
     assert runs[1].config["model"]["time_independent"] is True
 
 
+class SyncCounter(torch.utils._python_dispatch.TorchDispatchMode):
+    """Counts the calls that make a host wait for a GPU, on any device: reading a value (``item``, ``bool``, ``int``,
+    ``tolist``) and ops whose output size depends on the data (``nonzero``, ``unique``, boolean-mask indexing)."""
+
+    DATA_SIZED = {"aten.nonzero.default", "aten.unique_dim.default", "aten._unique2.default",
+                  "aten.unique_consecutive.default", "aten.masked_select.default"}
+
+    def __init__(self, monkeypatch):
+        super().__init__()
+        self.count = 0
+        tolist = torch.Tensor.tolist
+
+        def counted(t):  # tolist reads the data without dispatching an op
+            self.count += 1
+            return tolist(t)
+        monkeypatch.setattr(torch.Tensor, "tolist", counted)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        self.count += (name == "aten._local_scalar_dense.default" or name in self.DATA_SIZED
+                       or (name.startswith("aten.index") and any(getattr(a, "dtype", None) == torch.bool
+                                                                 for a in (args[1] if len(args) > 1 else ()) or ())))
+        return func(*args, **(kwargs or {}))
+
+
+class _CheapReward(svdd.Reward):
+    tune_batch = True  # a cheap network reward, as the shipped oracles declare themselves
+
+
+@pytest.mark.parametrize("few_syncs", [False, True])
+def test_an_svdd_step_waits_for_a_gpu_twice(few_syncs, monkeypatch):
+    """On a GPU (``few_syncs``, forced here on CPU) a selection step of SVDD-PM with a time-independent masked model
+    and a cheap network reward waits for the device twice: for the candidates that changed (the rows to evaluate)
+    and for the step's queued output checks. With checks at every call it waits more often. Same samples."""
+    monkeypatch.setattr(Engine, "FEW_SYNCS_DEVICES", ("cuda", "cpu") if few_syncs else ("cuda",))
+    model = svdd.MaskedDiffusion(_NoTime(), seq_len=12, vocab_size=4, num_steps=10, time_independent=True)
+    reward = _CheapReward(token_reward)
+    ref = svdd.sample(model, reward, "svdd", num_samples=32, M=4, seed=3)  # also measures the chunk sizes
+    counter, marks = SyncCounter(monkeypatch), []
+    with counter:
+        run = svdd.sample(model, reward, "svdd", num_samples=32, M=4, seed=3,
+                          callback=lambda i, state, info: marks.append(counter.count))
+    per_step = [b - a for a, b in zip(marks, marks[1:])]  # steps 1 .. T - 1
+    if few_syncs:
+        assert per_step[:-1] == [2] * 8 and per_step[-1] == 1  # the last step's candidates are clean: no network
+    else:
+        assert min(per_step[:-1]) >= 4
+    assert torch.equal(run.samples, ref.samples) and torch.equal(run.rewards, ref.rewards)
+
+
 HEAP_CYCLES = """
 import ctypes, resource, torch
 from svdd.allocator import M_MMAP_THRESHOLD, M_TRIM_THRESHOLD, tune_heap

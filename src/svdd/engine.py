@@ -3,7 +3,8 @@
 Every expensive call goes through `Engine`: rows are split into chunks of at most ``max_batch`` (peak memory is set
 by ``max_batch``, not by N·M), identical rows of discrete models are evaluated once (on a GPU except where the row
 sort's host-device sync costs more than it saves: see `Engine.predict`, `Engine.rewards`), and every row is counted.
-Host-device syncs are kept to a few per step: counts and diagnostics stay on the device until the run ends.
+Host-device syncs are kept to a few per step: counts and diagnostics stay on the device until the run ends, and on
+a GPU the output checks of a step's calls are queued there and read once, at the step's end (`Engine.settle`).
 Within ``max_batch``, the network and value-net call sites get the chunk size that ran fastest on copies of their
 first call's rows (`BatchTuner`), remembered per machine (`BatchSizeStore`) so that a seed gives the same samples
 again. Calls run under ``torch.inference_mode`` (``no_grad`` for models that differentiate
@@ -253,6 +254,8 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
 
 
 class Engine:
+    FEW_SYNCS_DEVICES = ("cuda",)  # device types where the engine avoids host-device syncs (see ``few_syncs``)
+
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
                  precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32, budget=None):
@@ -277,6 +280,12 @@ class Engine:
             warnings.warn("precision='bf16' on a CPU without native bf16 instructions (no AVX-512 BF16 / AMX): bf16 is "
                           "emulated there and usually slower than fp32", RuntimeWarning, stacklevel=3)
         self.dedupe = bool(dedupe)  # evaluate identical rows of discrete models once
+        # A host-device sync stalls the host until a GPU has run everything queued, so that the host's work and the
+        # GPU's run one after the other. On a GPU (``few_syncs``) the output checks of network, value-net and reward
+        # calls are queued as device-side flags and read together once per step (`settle`), and the row sort is
+        # skipped where it saves few rows. On CPU, where a sync costs nothing, every check runs at its call.
+        self.few_syncs = torch.device(getattr(model, "device", "cpu")).type in self.FEW_SYNCS_DEVICES
+        self._pending: list[tuple[Tensor, tuple]] = []  # queued checks: (device-side flags, what to do with them)
         self._tuners: dict[str, BatchTuner] = {}
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
             raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
@@ -314,7 +323,7 @@ class Engine:
         evaluated)."""
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
-            x, inverse = unique_rows(x)
+            x, inverse = unique_rows(x, hashed=self.few_syncs)
         if self.auto_batch and tune:
             tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch,
                                                 self.precision if site != "reward" else "fp32")  # rewards run as given
@@ -352,10 +361,10 @@ class Engine:
         # on a GPU the changed children skip the row sort: they repeat each other rarely (the parent reuse took the
         # repeats), and the sort's sync costs more there than the few rows it saves
         if changed.shape[0] == x.shape[0]:
-            return self._predict(x, i, dedupe=not x.is_cuda)
+            return self._predict(x, i, dedupe=not self.few_syncs)
         out = ppred.repeat_interleave(m, dim=0)
         if changed.shape[0]:
-            out[changed] = self._predict(x[changed], i, dedupe=not x.is_cuda)
+            out[changed] = self._predict(x[changed], i, dedupe=not self.few_syncs)
         return out
 
     def _predict(self, x: Tensor, i: int, dedupe: bool = True) -> Tensor:
@@ -363,9 +372,35 @@ class Engine:
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(lambda c: self.model.predict(c, i), x, "network", self.model, dedupe=dedupe)
         self._row_seconds["network"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
-        _check_finite(out, _network_name(self.model), i, neg_inf_ok=self.discrete)  # masked: −inf log-probs are fine
+        self._check(out, _network_name(self.model), i, neg_inf_ok=self.discrete)  # masked: −inf log-probs are fine
         self.cost.network_evals += out.shape[0]
         return out if inverse is None else out[inverse]
+
+    def _check(self, out: Tensor, what: str, i: int | None, neg_inf_ok: bool = False, nan_ok: bool = False) -> None:
+        """`_check_finite` of a call's output now, or with ``few_syncs`` one device-side flag read by `settle`."""
+        if not self.few_syncs:
+            return _check_finite(out, what, i, neg_inf_ok=neg_inf_ok, nan_ok=nan_ok)
+        if out.is_floating_point() and out.numel():
+            n = out.shape[0] if out.dim() else 1
+            self._pending.append((_nonfinite(out, neg_inf_ok, nan_ok), ("output", what, i, n)))
+
+    def settle(self) -> None:
+        """Read the queued checks (`few_syncs`) with one host-device sync and act on them in call order: the first
+        network or value-net output that held values it must not, or reward output that held +inf, raises here, as
+        it would have at its call; failed reward calls are counted as there. Called after every step and at the end
+        of a run, before anything sees the step's states."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        dev = pending[0][0].device
+        flags = torch.cat([f.reshape(-1).to(dev, torch.long) for f, _ in pending]).tolist()  # the one sync
+        k = 0
+        for f, (kind, *args) in pending:
+            got, k = flags[k:k + f.numel()], k + f.numel()
+            if kind == "output" and got[0]:
+                raise _nonfinite_error(args[0], args[1], *got, args[2])
+            if kind == "reward":
+                self._reward_outcome(*got, *args)
 
     def value_net(self, fn: Callable[[Tensor], Tensor], x: Tensor, owner: Any = None, i: int | None = None,
                   nan_ok: bool = False) -> Tensor:
@@ -373,7 +408,7 @@ class Engine:
         function that may fail, as a reward does) or +inf is an error naming it; −inf is a failed state."""
         with self._grad_free(), self._autocast(x):
             out, inverse = self._map(fn, x, "value", owner if owner is not None else fn)
-        _check_finite(out, f"value net {_label(owner if owner is not None else fn)}", i, neg_inf_ok=True, nan_ok=nan_ok)
+        self._check(out, f"value net {_label(owner if owner is not None else fn)}", i, neg_inf_ok=True, nan_ok=nan_ok)
         self.cost.value_evals += out.shape[0]
         out = out.double()
         return out if inverse is None else out[inverse]
@@ -422,7 +457,7 @@ class Engine:
         cheap = getattr(self.reward, "tune_batch", False)  # a reward that is a cheap batched network
         with self._grad_free():  # on a GPU such a reward scores repeated rows faster than sorting them out
             out, inverse = self._map(self._reward_chunk, x0, "reward", self.reward, tune=cheap,
-                                     dedupe=not (cheap and x0.is_cuda))
+                                     dedupe=not (cheap and self.few_syncs))
         self.cost.reward_seconds += time.perf_counter() - t0
         self._row_seconds["reward"] = (time.perf_counter() - t0) / max(out.shape[0], 1)
         hits, run_hits = getattr(stats, "hits", 0) - hits0, getattr(stats, "run_hits", 0) - run0
@@ -442,6 +477,7 @@ class Engine:
         try:
             raw = self.reward(x.clone())
         except Exception as exc:  # isolate the failing rows (each retried row counts as a call); the run goes on
+            self.settle()  # the earlier calls' outcomes first, in order
             self.failures.first_error = self.failures.first_error or f"{type(exc).__name__}: {exc}"
             out = torch.full((n,), torch.nan, dtype=torch.float64, device=x.device)
             for j in range(n):  # slow path, only taken when a batch raised
@@ -450,36 +486,45 @@ class Engine:
                 except Exception as exc_j:
                     self._reward_failed(exc_j)
                     continue
-                out[j] = self._checked(raw_j, 1, x.device, x[j:j + 1])[0]
+                out[j] = self._checked(raw_j, 1, x.device, x[j:j + 1], now=True)[0]
             if not self.failures._any_success:
                 raise RunError(f"reward {self.reward.name!r} raised for every one of {n} samples of its first batch: "
                                f"{self.failures.first_error}") from exc
             return out
-        out = self._checked(raw, n, x.device, x)
-        if not self.failures._any_success and n >= 2:  # one row failing (e.g. SMC's level 0) may be bad luck
-            raise RunError(f"reward {self.reward.name!r} returned NaN or −inf for every one of {n} samples of its first "
-                           "batch: no sample can be scored (a reward marks a failed sample with NaN)")
-        return out
+        return self._checked(raw, n, x.device, x)
 
-    def _checked(self, raw: Any, n: int, device: torch.device, rows: Tensor) -> Tensor:
+    def _checked(self, raw: Any, n: int, device: torch.device, rows: Tensor, now: bool = False) -> Tensor:
         """A reward call's output as float64 on the rows' device: shape and dtype checked, +inf refused, −inf read as
-        a failure (NaN)."""
-        name = self.reward.name
-        out = check_output(raw, n, name).double().to(device)
+        a failure (NaN). The outcome (`_reward_outcome`) is acted on now, or with ``few_syncs`` (unless ``now``) at
+        the next `settle`."""
+        out = check_output(raw, n, self.reward.name).double().to(device)
         ok = torch.isfinite(out)
-        pos_inf, good = torch.stack([(out == torch.inf).sum(), ok.sum()]).tolist()  # one host-device sync
+        counts = torch.stack([(out == torch.inf).sum(), ok.sum()])
+        # the rows and where they succeeded are kept only while no row has succeeded yet (the canary comes from them)
+        args = (n, rows, ok) if self._canary is None else (n, None, None)
+        if self.few_syncs and not now:
+            self._pending.append((counts, ("reward", *args)))
+        else:
+            self._reward_outcome(*counts.tolist(), *args)  # one host-device sync
+        return torch.where(ok, out, torch.full_like(out, torch.nan))
+
+    def _reward_outcome(self, pos_inf: int, good: int, n: int, rows: Tensor | None, ok: Tensor | None) -> None:
+        """Act on one reward call's counts: +inf is an error, a call with no good row a failed call, and the run's
+        first batch failing on every row (n >= 2) an error; the first good row becomes the canary."""
+        name = self.reward.name
         if pos_inf:
             raise RunError(f"reward {name!r} returned +inf for {pos_inf} of {n} samples; "
-                             "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
-        out = torch.where(ok, out, torch.full_like(out, torch.nan))
+                           "rewards must be finite (NaN or −inf marks a sample whose reward failed)")
         if not good:
             self._reward_failed(None)
         else:
             self._failed_calls = 0
             self.failures._any_success = True
-            if self._canary is None:
+            if self._canary is None and rows is not None:
                 self._canary = rows[int(ok.nonzero()[0, 0]):][:1].clone()
-        return out
+        if not self.failures._any_success and n >= 2:  # one row failing (e.g. SMC's level 0) may be bad luck
+            raise RunError(f"reward {name!r} returned NaN or −inf for every one of {n} samples of its first "
+                           "batch: no sample can be scored (a reward marks a failed sample with NaN)")
 
     def _reward_failed(self, exc: BaseException | None) -> None:
         """Count a reward call that failed on every row (a retried row, or a batch that returned no value). After
@@ -514,6 +559,7 @@ class Engine:
         return trange(start, n, desc=desc, disable=not self.progress, leave=False, dynamic_ncols=True)
 
     def finish(self, num_samples: int) -> Cost:
+        self.settle()
         self.failures.failed_rewards += int(self._failed_rows)
         self._failed_rows = 0
         self.cost.wall_seconds = time.perf_counter() - self._t0
@@ -545,6 +591,25 @@ def _network_name(model: Any) -> str:
     return f"network {_label(net)} of {type(model).__name__}"
 
 
+def _nonfinite(out: Tensor, neg_inf_ok: bool, nan_ok: bool) -> Tensor:
+    """Device-side counts [rows holding a value `_check_finite` refuses, rows holding NaN among them] (no sync)."""
+    flat = out.reshape(out.shape[0] if out.dim() else 1, -1)
+    if nan_ok:
+        bad = (flat == torch.inf).any(1) if neg_inf_ok else torch.isinf(flat).any(1)
+        return torch.stack([bad.sum(), torch.zeros_like(bad.sum())])
+    if neg_inf_ok:
+        top = flat.amax(1)  # NaN where the row holds one (amax propagates NaN), +inf where it holds +inf
+        return torch.stack([(~(top < torch.inf)).sum(), torch.isnan(top).sum()])
+    return torch.stack([(~torch.isfinite(flat).all(1)).sum(), torch.isnan(flat).any(1).sum()])
+
+
+def _nonfinite_error(what: str, i: int | None, rows: int, nan_rows: int, n: int) -> RunError:
+    kind = "NaN" if nan_rows else "infinite values"
+    where = f" at level {i}" if i is not None else ""
+    return RunError(f"{what} returned {kind}{where} for {rows} of {n} evaluated rows; svdd cannot select among "
+                    "non-finite outputs (check the network's input range and weights)")
+
+
 def _check_finite(out: Tensor, what: str, i: int | None, neg_inf_ok: bool = False, nan_ok: bool = False) -> None:
     """Raise a `RunError` naming ``what`` and the step when ``out`` holds NaN or +inf (or −inf unless ``neg_inf_ok``):
     a sampler cannot continue from them, and a selection among them would be silently arbitrary."""
@@ -552,14 +617,6 @@ def _check_finite(out: Tensor, what: str, i: int | None, neg_inf_ok: bool = Fals
         return
     if not nan_ok and bool(out.amax() < torch.inf if neg_inf_ok else torch.isfinite(out.sum())):
         return  # one reduction (and one host-device sync) in the common case; NaN fails both tests
-    bad = out == torch.inf
-    if not nan_ok:
-        bad |= torch.isnan(out)
-    if not neg_inf_ok:
-        bad |= out == -torch.inf
-    if bool(bad.any()):
-        rows = int(bad.reshape(bad.shape[0], -1).any(1).sum()) if out.dim() else 1
-        kind = "NaN" if not nan_ok and bool(torch.isnan(out).any()) else "infinite values"
-        where = f" at level {i}" if i is not None else ""
-        raise RunError(f"{what} returned {kind}{where} for {rows} of {out.shape[0] if out.dim() else 1} evaluated rows; "
-                       "svdd cannot select among non-finite outputs (check the network's input range and weights)")
+    rows, nan_rows = _nonfinite(out, neg_inf_ok, nan_ok).tolist()
+    if rows:
+        raise _nonfinite_error(what, i, rows, nan_rows, out.shape[0] if out.dim() else 1)

@@ -38,8 +38,7 @@ class Diagnostics:
     def settle(self) -> "Diagnostics":
         """Bring the records to the host: kept values as float64 CPU tensors, counts as ints."""
         self.kept_values = [v.double().cpu() for v in self.kept_values]
-        self.failed_candidates = [int(c) for c in self.failed_candidates]
-        self.all_failed = [int(c) for c in self.all_failed]
+        self.failed_candidates, self.all_failed = _ints(self.failed_candidates), _ints(self.all_failed)
         return self
 
     def summary(self) -> dict[str, Any]:
@@ -89,3 +88,12 @@ class SampleResult:
         atomic_write(folder / "run.json", json.dumps({"config": self.config, "summary": self.summary()}, indent=2,
                                                      default=str).encode())
         return folder
+
+
+def _ints(counts: list) -> list[int]:
+    """Per-step counts (ints or 0-d device tensors) as ints, with one device-to-host copy for all the tensors."""
+    tensors = [c for c in counts if isinstance(c, torch.Tensor)]
+    if not tensors:
+        return [int(c) for c in counts]
+    values = iter(torch.stack([c.reshape(()).to(tensors[0].device, torch.long) for c in tensors]).tolist())
+    return [int(next(values)) if isinstance(c, torch.Tensor) else int(c) for c in counts]

@@ -116,9 +116,11 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
                          "from step to step); use return_x0=False")
     diag, hist = Diagnostics(), History(engine)
     state = method.init(engine, num_samples)
+    engine.settle()  # the checks of the step's calls (a GPU queues them: one host-device sync per step)
     hist.add(state)
     for i in engine.trange(model.num_steps, method.name, start=state.level):  # a warm start may begin later
         state, info = method.step(engine, state, i)
+        engine.settle()
         diag.add(info)
         hist.add(state)
         if callback is not None and callback(i, state, info):
@@ -127,6 +129,7 @@ def drive(method: Method, engine, num_samples: int, callback: Callback | None = 
                                             rewards=None)
             break
     out = method.finish(engine, state)
+    engine.settle()
     if diag.final_weights is None and state.log_weights is not None and not bool((state.log_weights == 0).all()):
         diag.final_weights = normalize(state.log_weights)
     x0s = hist.tensor()

@@ -59,10 +59,11 @@ class MaskedDiffusion(DiffusionModel):
         self.eps = float(eps)
         self.device = torch.device(device)
         self.times = torch.linspace(1.0, self.eps, self.num_steps + 1, dtype=torch.float64)
+        self._t = self.times.tolist()  # the same levels as Python floats: a step reads no tensor value
         self.time_independent = bool(time_independent)
 
     def time(self, i: int) -> float:
-        return 0.0 if i >= self.num_steps else float(self.times[i])
+        return 0.0 if i >= self.num_steps else self._t[i]
 
     def move_chance(self, t: float | Tensor):
         return (1 - self.eps) * t
@@ -80,7 +81,7 @@ class MaskedDiffusion(DiffusionModel):
         return torch.where(unmasked.unsqueeze(-1), carry, logp)
 
     def predict(self, x: Tensor, i: int) -> Tensor:
-        t = torch.full((x.shape[0],), float(self.times[i]), device=x.device)
+        t = torch.full((x.shape[0],), self._t[i], device=x.device)
         try:
             logits = self.network(x, t)
         except IndexError as exc:  # typically an embedding without a row for the mask token
@@ -103,7 +104,7 @@ class MaskedDiffusion(DiffusionModel):
 
     def transition_probs(self, x: Tensor, pred: Tensor, i: int) -> Tensor:
         """q(x_{i+1} | x_i) per position over V + 1 tokens (float64); unmasked positions stay (one-hot)."""
-        m_t, m_s = float(self.move_chance(self.times[i])), float(self.move_chance(self.times[i + 1]))
+        m_t, m_s = self.move_chance(self._t[i]), self.move_chance(self._t[i + 1])
         p = pred.double().exp()  # (n, L, V + 1), mask column 0; SUBS makes unmasked positions one-hot already
         q = p * ((m_t - m_s) / m_t)
         q[..., self.mask_index] = m_s / m_t
@@ -132,7 +133,7 @@ class MaskedDiffusion(DiffusionModel):
         if i >= self.num_steps:
             return x0.clone()
         u = torch.rand(x0.shape, generator=generator, device=x0.device, dtype=torch.float64)
-        return torch.where(u < float(self.move_chance(self.times[i])), torch.full_like(x0, self.mask_index), x0)
+        return torch.where(u < self.move_chance(self._t[i]), torch.full_like(x0, self.mask_index), x0)
 
     # naturalness --------------------------------------------------------------------------------------------------
     def nelbo(self, x0: Tensor, num_draws: int = 16, seed: int = 0, max_batch: int = 1024) -> Tensor:
