@@ -4,11 +4,14 @@
 # N = 256, M = 10, T = 128 on the shipped DNA networks: the official call pattern, svdd's defaults (output checks
 # queued on the device and read once per step) and svdd-eager (every check at its call, as before), 3 alternated runs
 # each; then a torch.profiler summary of both svdd variants (kernel time, launches and host-device syncs per step).
+# First `benchmarks/gpu_checks.py`: syncs per step counted by CUDA's sync detector, and the queued checks stopping a
+# run on a NaN denoiser and a +inf reward.
 set -eu
 DIR=${1:-results/bench}
 KIND=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[1].lower())")
 export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 mkdir -p "$DIR"
+python3 benchmarks/gpu_checks.py | tee "$DIR/$KIND-few-syncs-checks.txt"
 python3 benchmarks/bench_dna.py --device cuda -N 256 --repeats 3 --variants official,svdd,svdd-eager \
   --out "$DIR/$KIND-few-syncs"
 python3 benchmarks/bench_dna.py --device cuda -N 256 --variants '' --trace "$DIR/$KIND-few-syncs-trace.md" \
