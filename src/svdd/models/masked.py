@@ -59,8 +59,17 @@ class MaskedDiffusion(DiffusionModel):
         self.eps = float(eps)
         self.device = torch.device(device)
         self.times = torch.linspace(1.0, self.eps, self.num_steps + 1, dtype=torch.float64)
-        self._t = self.times.tolist()  # the same levels as Python floats: a step reads no tensor value
         self.time_independent = bool(time_independent)
+
+    @property
+    def times(self) -> Tensor:
+        """Times of the levels 0..T (float64, from 1 down to eps)."""
+        return self._times
+
+    @times.setter
+    def times(self, value) -> None:
+        self._times = torch.as_tensor(value, dtype=torch.float64)
+        self._t = self._times.tolist()  # the same levels as Python floats: a step reads no tensor value
 
     def time(self, i: int) -> float:
         return 0.0 if i >= self.num_steps else self._t[i]
