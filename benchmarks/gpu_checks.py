@@ -26,7 +26,7 @@ from svdd.tasks.dna import OracleReward, load_networks
 
 def syncs_per_step(model, reward, device: str, few_syncs: bool, n: int) -> tuple[list[int], torch.Tensor]:
     saved = Engine.FEW_SYNCS_DEVICES
-    Engine.FEW_SYNCS_DEVICES = ("cuda",) if few_syncs else ()
+    Engine.FEW_SYNCS_DEVICES = saved if few_syncs else ()
     counts: list[int] = []
     try:
         svdd.sample(model, reward, "svdd", num_samples=n, M=10, seed=1)  # warm-up, chunk sizes
