@@ -311,8 +311,9 @@ def cycle():  # two 6 MiB tensors written and freed, as a network call's activat
     a = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
     b = torch.empty(6 << 20, dtype=torch.uint8).fill_(1)
     del a, b
-def faults():  # minor page faults per cycle, after two warm-up cycles
-    cycle(); cycle()
+def faults():  # minor page faults per cycle, after six warm-up cycles (the heap takes up to four to settle)
+    for _ in range(6):
+        cycle()
     f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(10):
         cycle()
