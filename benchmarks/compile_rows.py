@@ -2,7 +2,8 @@
 guidance oracle, eager against compiled with static shapes (one compile per batch size, as a chunked engine with
 padded chunks would see), at the given batch sizes, alternated over rounds in one process.
 
-Variants: ``eager``; ``compiled`` (``torch.compile(dynamic=False)``); ``frozen`` (the same with inductor's
+Variants: ``eager``; ``compiled`` (``torch.compile(dynamic=False)``); ``dynamic`` (``dynamic=True``: one graph for
+every batch size, as an engine whose chunks vary would need without padding); ``frozen`` (the same with inductor's
 ``freezing``: weights folded in as constants, on CPU prepacked for oneDNN); on CUDA also ``graphs``
 (``mode="reduce-overhead"``: CUDA graphs, no launch cost per kernel). Prints and writes (``--out``) a table of ms per
 row (best and median round), the ratio of the best to eager's best at the same size, the compile time, and how far
@@ -10,7 +11,7 @@ the outputs are from eager's (largest absolute difference; for the denoiser the 
 base agrees).
 
     python benchmarks/compile_rows.py --out results/bench/cpu-compile-rows                       # 2 CPU threads
-    python benchmarks/compile_rows.py --device cuda --sizes 2048 --variants eager,compiled,graphs --out DIR/h100-compile-rows
+    python benchmarks/compile_rows.py --device cuda --sizes 2048 --variants eager,dynamic,graphs --out DIR/h100-compile-rows
 """
 
 from __future__ import annotations
@@ -24,16 +25,21 @@ from pathlib import Path
 import torch
 
 
+VARIANTS = ("eager", "compiled", "dynamic", "frozen", "graphs")
+
+
 def build(variant: str, net: torch.nn.Module):
     if variant == "eager":
         return net
     if variant == "compiled":
         return torch.compile(net, dynamic=False)
+    if variant == "dynamic":
+        return torch.compile(net, dynamic=True)
     if variant == "frozen":
         return torch.compile(net, dynamic=False, options={"freezing": True})
     if variant == "graphs":
         return torch.compile(net, dynamic=False, mode="reduce-overhead")
-    raise SystemExit(f"unknown variant {variant!r}; choose from eager, compiled, frozen, graphs")
+    raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
 
 
 def per_row_ms(fn, x: torch.Tensor, calls: int) -> float:
@@ -48,11 +54,35 @@ def per_row_ms(fn, x: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - t0) / calls / x.shape[0] * 1e3
 
 
+def report(args, rows: list, failed: list, gpu_name) -> None:
+    device_name = gpu_name or f"cpu, {args.threads} threads"
+    lines = [f"# Shipped DNA networks per row, eager vs torch.compile: {device_name}, torch {torch.__version__}; "
+             f"{args.rounds} alternated rounds of about {args.rows_per_round} rows", "",
+             "| network | rows per call | variant | ms / row, best (median) | eager's best / best | compile + first "
+             "calls (s) | max abs diff to eager | argmax agrees |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        agree = "-" if r["argmax_agrees"] is None else f"{r['argmax_agrees']:.4f}"
+        lines.append(f"| {r['network']} | {r['rows']} | {r['variant']} | {r['ms_per_row_best']:.4f} "
+                     f"({r['ms_per_row_median']:.4f}) | {r['speedup_vs_eager_best']:.2f}x | {r['compile_s']:.1f} | "
+                     f"{r['max_abs_diff']:.2e} | {agree} |")
+    lines += [""] + [f"Failed: {f}" for f in failed] if failed else []
+    text = "\n".join(lines) + "\n"
+    print(text, flush=True)
+    if args.out:
+        from svdd.runs import atomic_write
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(out.with_name(out.name + ".md"), text.encode())
+        atomic_write(out.with_name(out.name + ".json"), json.dumps(
+            {"device": device_name, "torch": torch.__version__, "command": " ".join(sys.argv), "rows": rows,
+             "failed": failed}, indent=1).encode())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cpu")
     p.add_argument("--sizes", default=None, help="batch sizes (default 32,64 on CPU, 256,2048 on CUDA)")
-    p.add_argument("--variants", default=None, help="default eager,compiled,frozen (CUDA: and graphs)")
+    p.add_argument("--variants", default=None, help="default eager,compiled,frozen (CUDA: and graphs); also dynamic")
     p.add_argument("--rounds", type=int, default=4)
     p.add_argument("--rows-per-round", type=int, default=640, help="rows each variant runs per round and size")
     p.add_argument("--threads", type=int, default=2)
@@ -65,8 +95,9 @@ def main() -> None:
     cuda = dev.type == "cuda"
     sizes = [int(s) for s in (args.sizes or ("256,2048" if cuda else "32,64")).split(",")]
     variants = (args.variants or ("eager,compiled,frozen,graphs" if cuda else "eager,compiled,frozen")).split(",")
-    if "eager" not in variants:
-        raise SystemExit("--variants must include eager (the ratios are to it)")
+    if "eager" not in variants or set(variants) - set(VARIANTS):
+        raise SystemExit(f"--variants {','.join(variants)}: must include eager (the ratios are to it) and name only "
+                         f"{', '.join(VARIANTS)}")
     nets = load_networks()
     gen = torch.Generator().manual_seed(0)
     rows, failed = [], []
@@ -109,28 +140,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
             del fns
             torch._dynamo.reset()
-    device_name = torch.cuda.get_device_name(dev) if cuda else f"cpu, {args.threads} threads"
-    lines = [f"# Shipped DNA networks per row, eager vs torch.compile (static shapes): {device_name}, torch "
-             f"{torch.__version__}; {args.rounds} alternated rounds of about {args.rows_per_round} rows", "",
-             "| network | rows per call | variant | ms / row, best (median) | eager's best / best | compile + first "
-             "calls (s) | max abs diff to eager | argmax agrees |", "|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        agree = "-" if r["argmax_agrees"] is None else f"{r['argmax_agrees']:.4f}"
-        lines.append(f"| {r['network']} | {r['rows']} | {r['variant']} | {r['ms_per_row_best']:.4f} "
-                     f"({r['ms_per_row_median']:.4f}) | {r['speedup_vs_eager_best']:.2f}x | {r['compile_s']:.1f} | "
-                     f"{r['max_abs_diff']:.2e} | {agree} |")
-    lines += [""] + [f"Failed: {f}" for f in failed] if failed else []
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        from svdd.runs import atomic_write
-        atomic_write(out.with_name(out.name + ".md"), text.encode())
-        atomic_write(out.with_name(out.name + ".json"), json.dumps(
-            {"device": device_name, "torch": torch.__version__, "command": " ".join(sys.argv), "rows": rows,
-             "failed": failed},
-            indent=1).encode())
+            report(args, rows, failed, cuda and torch.cuda.get_device_name(dev))  # so far: a cut-off run keeps it
 
 
 if __name__ == "__main__":

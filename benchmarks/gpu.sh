@@ -7,8 +7,8 @@
 # each; then a torch.profiler summary of both svdd variants (kernel time, launches and host-device syncs per step).
 # First `benchmarks/gpu_checks.py`: syncs per step counted by CUDA's sync detector, and the queued checks stopping a
 # run on a NaN denoiser and a +inf reward. Last (at most 4 minutes, so that the tables above come back whatever
-# happens), `benchmarks/compile_rows.py`: the two networks per row, eager against torch.compile with static shapes
-# and with CUDA graphs, at 2048 rows (about the chunk the engine picks on an H100).
+# happens), `benchmarks/compile_rows.py`: the two networks per row, eager against torch.compile with dynamic shapes
+# and with static shapes and CUDA graphs, at 2048 rows (about the chunk the engine picks on an H100).
 set -eu
 DIR=${1:-results/bench}
 KIND=$(python3 -c "import torch; print(torch.cuda.get_device_name().split()[1].lower())")
@@ -19,5 +19,5 @@ python3 benchmarks/bench_dna.py --device cuda -N 256 --repeats 3 --variants offi
   --out "$DIR/$KIND-few-syncs"
 python3 benchmarks/bench_dna.py --device cuda -N 256 --variants '' --trace "$DIR/$KIND-few-syncs-trace.md" \
   --trace-variants svdd,svdd-eager
-timeout 240 python3 benchmarks/compile_rows.py --device cuda --sizes 2048 --variants eager,compiled,graphs \
+timeout 240 python3 benchmarks/compile_rows.py --device cuda --sizes 2048 --variants eager,dynamic,graphs \
   --rounds 3 --rows-per-round 20480 --out "$DIR/$KIND-compile-rows" || echo "compile_rows: exit $?"
