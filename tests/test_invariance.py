@@ -2,7 +2,8 @@
 sizes and de-duplication change no random draw, and a last-bit difference in a reward computed in another batch
 cannot break a tie between candidates. One documented exception: a convolutional network (the Fashion-MNIST UNet) on
 CPU rounds chunks of a few rows differently in the last bits, so at max_batch 3 its samples agree to about 1e-6
-(exactly from 16 rows on)."""
+(exactly from 16 rows on); the JPEG-size reward of an image that moved by 1e-6 may move by a few bytes, where a pixel
+sits at a rounding boundary of its uint8 level (seen on an AVX2 CPU: 0.003 kB at the first step)."""
 
 import pytest
 import torch
@@ -23,7 +24,9 @@ SETTINGS = {
     "rna-utr-mrl": ({"num_steps": 8}, 16, 4),
 }
 SLOW = {"molecule-docking-parp1"}  # seconds per docking call
-ROUNDS = {"fashion-compress", "fashion-class"}  # chunks of a few rows round differently (see the module docstring)
+# chunks of a few rows round differently (see the module docstring): how close the kept values must then be
+ROUNDS = {"fashion-compress": {"rtol": 0.0, "atol": 0.01},  # kB: a few bytes of JPEG
+          "fashion-class": {"rtol": 1e-4, "atol": 1e-8}}
 
 
 def test_every_shipped_task_is_covered():
@@ -42,7 +45,7 @@ def test_max_batch_does_not_change_the_samples(name, tmp_path):
     assert torch.equal(b.rewards, c.rewards)
     if name in ROUNDS:
         assert (a.samples - c.samples).abs().max() < 1e-4
-        assert all(torch.allclose(u, v, rtol=1e-4) for u, v in zip(a.diagnostics.kept_values, c.diagnostics.kept_values))
+        assert all(torch.allclose(u, v, **ROUNDS[name]) for u, v in zip(a.diagnostics.kept_values, c.diagnostics.kept_values))
     else:
         assert torch.equal(a.samples, c.samples), f"{name}: max_batch 3 and the default give different samples"
         assert torch.allclose(a.rewards, c.rewards, rtol=1e-5, atol=1e-6, equal_nan=True)
