@@ -54,8 +54,20 @@ def per_row_ms(fn, x: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - t0) / calls / x.shape[0] * 1e3
 
 
+def cpu_name(threads: int) -> str:
+    """The CPU's model name (Linux) and its widest vector instructions, which decide the kernels torch runs."""
+    name = "cpu"
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    isa = ("AVX-512 BF16" if torch.cpu._is_avx512_bf16_supported() else "AVX-512" if torch.cpu._is_avx512_supported()
+           else "AVX2" if torch.cpu._is_avx2_supported() else "no AVX2")
+    return f"{name} ({isa}), {threads} threads"
+
+
 def report(args, rows: list, failed: list, gpu_name) -> None:
-    device_name = gpu_name or f"cpu, {args.threads} threads"
+    device_name = gpu_name or cpu_name(args.threads)
     lines = [f"# Shipped DNA networks per row, eager vs torch.compile: {device_name}, torch {torch.__version__}; "
              f"{args.rounds} alternated rounds of about {args.rows_per_round} rows", "",
              "| network | rows per call | variant | ms / row, best (median) | eager's best / best | compile + first "
