@@ -208,9 +208,18 @@ def spawn(args, variant, extra=(), save=None, env=None):
 
 
 def device_name(device: str) -> str:
+    """The GPU's name, or the CPU's model name (Linux), widest vector instructions (they decide the kernels torch
+    runs) and core count."""
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(0)
-    return f"{platform.processor() or platform.machine()} CPU, {os.cpu_count()} cores"
+    name = f"{platform.processor() or platform.machine()} CPU"
+    try:
+        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    isa = ("AVX-512 BF16" if torch.cpu._is_avx512_bf16_supported() else "AVX-512" if torch.cpu._is_avx512_supported()
+           else "AVX2" if torch.cpu._is_avx2_supported() else "no AVX2")
+    return f"{name} ({isa}), {os.cpu_count()} cores"
 
 
 def main():

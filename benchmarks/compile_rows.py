@@ -25,21 +25,16 @@ from pathlib import Path
 import torch
 
 
-VARIANTS = ("eager", "compiled", "dynamic", "frozen", "graphs")
+VARIANTS = {"eager": None,  # variant -> torch.compile's keyword arguments (None: the network as it is)
+            "compiled": {"dynamic": False},
+            "dynamic": {"dynamic": True},
+            "frozen": {"dynamic": False, "options": {"freezing": True}},
+            "graphs": {"dynamic": False, "mode": "reduce-overhead"}}
 
 
 def build(variant: str, net: torch.nn.Module):
-    if variant == "eager":
-        return net
-    if variant == "compiled":
-        return torch.compile(net, dynamic=False)
-    if variant == "dynamic":
-        return torch.compile(net, dynamic=True)
-    if variant == "frozen":
-        return torch.compile(net, dynamic=False, options={"freezing": True})
-    if variant == "graphs":
-        return torch.compile(net, dynamic=False, mode="reduce-overhead")
-    raise SystemExit(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+    kwargs = VARIANTS[variant]
+    return net if kwargs is None else torch.compile(net, **kwargs)
 
 
 def per_row_ms(fn, x: torch.Tensor, calls: int) -> float:
@@ -54,20 +49,9 @@ def per_row_ms(fn, x: torch.Tensor, calls: int) -> float:
     return (time.perf_counter() - t0) / calls / x.shape[0] * 1e3
 
 
-def cpu_name(threads: int) -> str:
-    """The CPU's model name (Linux) and its widest vector instructions, which decide the kernels torch runs."""
-    name = "cpu"
-    try:
-        name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    isa = ("AVX-512 BF16" if torch.cpu._is_avx512_bf16_supported() else "AVX-512" if torch.cpu._is_avx512_supported()
-           else "AVX2" if torch.cpu._is_avx2_supported() else "no AVX2")
-    return f"{name} ({isa}), {threads} threads"
-
-
-def report(args, rows: list, failed: list, gpu_name) -> None:
-    device_name = gpu_name or cpu_name(args.threads)
+def report(args, rows: list, failed: list) -> None:
+    from bench_dna import device_name as describe  # the benchmarks' one description of a device (this script's folder)
+    device_name = describe(args.device) + ("" if args.device.startswith("cuda") else f", {args.threads} threads")
     lines = [f"# Shipped DNA networks per row, eager vs torch.compile: {device_name}, torch {torch.__version__}; "
              f"{args.rounds} alternated rounds of about {args.rows_per_round} rows", "",
              "| network | rows per call | variant | ms / row, best (median) | eager's best / best | compile + first "
@@ -152,7 +136,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
             del fns
             torch._dynamo.reset()
-            report(args, rows, failed, cuda and torch.cuda.get_device_name(dev))  # so far: a cut-off run keeps it
+            report(args, rows, failed)  # so far: a cut-off run keeps it
 
 
 if __name__ == "__main__":
