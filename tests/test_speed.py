@@ -222,14 +222,20 @@ def test_tuner_backs_off_from_sizes_that_run_out_of_memory():
     assert sorted(tuner.best) == [16, 32, 64] and tuner.choice <= 64
 
 
-@pytest.mark.parametrize("hashed", [False, True])
-def test_unique_rows_exact_and_hashed(hashed):
-    from svdd.engine import unique_rows
+@pytest.mark.parametrize("hashed", [None, False, True])
+@pytest.mark.parametrize("collide", [False, True])
+def test_unique_rows_exact_and_hashed(hashed, collide, monkeypatch):
+    from svdd import engine
+    if collide:  # every row hashes alike: the check against the rows must catch it and fall back to the sort
+        monkeypatch.setattr(engine, "_hash_weights", lambda k, device: torch.zeros(k, dtype=torch.long))
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 3, (400, 2, 3), generator=g)
-    uniq, inverse = unique_rows(x, hashed=hashed)
+    uniq, inverse = engine.unique_rows(x, hashed=hashed)
     assert torch.equal(uniq[inverse], x)
-    assert uniq.shape[0] == torch.unique(x.reshape(400, -1), dim=0).shape[0]  # each distinct row once
+    sorted_rows, sorted_inverse = torch.unique(x.reshape(400, -1), dim=0, return_inverse=True)
+    assert uniq.shape[0] == sorted_rows.shape[0]  # each distinct row once
+    if not hashed or collide:  # the sort's order (CPU default): exactly the sort's rows and inverse
+        assert torch.equal(uniq.reshape(-1, 6), sorted_rows) and torch.equal(inverse, sorted_inverse)
 
 
 class _NoTime(torch.nn.Module):
