@@ -80,10 +80,9 @@ class ClassValue(torch.nn.Module):
 
 
 def _features(x: torch.Tensor) -> torch.Tensor:
+    from .networks import in_chunks
     net = load_networks()["evaluator"]
-    x = x.detach().float().cpu()
-    with torch.no_grad():
-        return torch.cat([net.features(x[a:a + 1000].clamp(-1, 1)) for a in range(0, x.shape[0], 1000)]).double()
+    return in_chunks(lambda c: net.features(c.clamp(-1, 1)), x.detach().float().cpu()).double()
 
 
 def test_feature_stats(target: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,16 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="linear", beta_s
                         prediction_type="epsilon", clip_sample=True)
 
 
+EVAL_ROWS = 64  # images per call when evaluating many: on a 2-core CPU the classifiers take ~3x longer per image
+# in calls of 1000 (the evaluator's features of 2000 test images: 7.6 s in calls of 1000, 3.9 s of 250, 2.6 s of 64)
+
+
+@torch.no_grad()
+def in_chunks(fn, x: torch.Tensor, rows: int = EVAL_ROWS) -> torch.Tensor:
+    """``fn`` applied to ``x`` in calls of ``rows`` images, outputs concatenated."""
+    return torch.cat([fn(x[a:a + rows]) for a in range(0, x.shape[0], rows)])
+
+
 def _block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.GroupNorm(8, cout), nn.SiLU())
 

@@ -27,7 +27,7 @@ from ...io import load_module, save_module
 from ...rewards.image import JPEGCompressibility
 from ...training import warmup_cosine
 from .data import load_split, provenance
-from .networks import SCHEDULER_CONFIG, UNET_CONFIG, Classifier, ResClassifier
+from .networks import SCHEDULER_CONFIG, UNET_CONFIG, Classifier, ResClassifier, in_chunks
 
 WEIGHTS = Path(__file__).parent / "weights"
 
@@ -124,7 +124,7 @@ def _fit_classifier(net, x, y, x_test, y_test, *, epochs, lr, seed, batch=128, a
 @torch.no_grad()
 def accuracy(net, x, y) -> float:
     net.eval()
-    return float(torch.cat([net(x[a:a + 1000]).argmax(1) for a in range(0, x.shape[0], 1000)]).eq(y).float().mean())
+    return float(in_chunks(lambda c: net(c).argmax(1), x).eq(y).float().mean())
 
 
 def train_classifiers(args) -> None:
@@ -143,8 +143,7 @@ def train_classifiers(args) -> None:
 
 
 def _class_logp(x: torch.Tensor, net) -> torch.Tensor:
-    with torch.no_grad():
-        return torch.cat([torch.log_softmax(net(x[a:a + 1000]), 1) for a in range(0, x.shape[0], 1000)])
+    return in_chunks(lambda c: torch.log_softmax(net(c), 1), x)
 
 
 def _targets(kind: str, x0: torch.Tensor, nets) -> torch.Tensor:
