@@ -52,6 +52,24 @@ def test_tuner_picks_the_fastest_size(per_call, per_row_squared, upper, expected
     assert tuner.choice == expected
 
 
+@pytest.mark.parametrize("knee,expected,measured", [(None, 256, [16, 32, 40, 128, 256]),
+                                                     (128, 128, [16, 32, 40, 128, 256]),
+                                                     (64, 40, [16, 32, 40, 128])])
+def test_tuner_goes_past_a_small_first_call_while_larger_chunks_are_cheaper(knee, expected, measured):
+    """The first call has 40 rows and wins: sizes from 80 on are timed (on copies of its rows) while each is cheaper
+    per row than the best, up to the bound (a fixed cost per call) or until one is dearer (a call of more than
+    ``knee`` rows costs 4x per row)."""
+    tuner = BatchTuner(upper=256)
+
+    def fn(c):
+        n = c.shape[0]
+        time.sleep(4e-3 * (1 if knee is None or n <= knee else 4 * n / knee))
+        return c
+
+    _run(tuner, fn, torch.zeros(40, 1))
+    assert tuner.choice == expected and sorted(tuner.best) == measured
+
+
 def test_measured_sizes_are_kept_across_processes(tmp_path, masked_model):
     """A second process (a fresh tuner) reads the size the first measured: the same chunks, the same samples."""
     from svdd.engine import BatchSizeStore

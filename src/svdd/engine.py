@@ -112,7 +112,10 @@ class BatchTuner:
     Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
     each run on copies of that call's rows once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps``
     times timed, in rounds that alternate the sizes (a burst of load on a shared machine slows every size of a round,
-    not all runs of one size); the size with the least time per row wins, and every real chunk has that size. The outputs of the
+    not all runs of one size); the size with the least time per row wins, and every real chunk has that size. When
+    the first call's row count won (later calls are often larger: a masked model's first steps have few distinct
+    rows), the sizes from twice that count up to the bound are timed one after the other, on copies of the same rows,
+    for as long as each is cheaper per row than the best so far. The outputs of the
     timing runs are dropped, so a run computes what it would with that chunk size fixed: a network whose output for a
     row depends on the batch size (most do, in the last bits) still gives the same samples for the same seed as long
     as the choice is the same -- which the `BatchSizeStore` keeps across processes. A size that runs out of GPU
@@ -142,13 +145,9 @@ class BatchTuner:
         sizes = list(tried)
         for r in range(self.reps + 1):  # round 0 warms every size up; the sizes alternate within each round
             for s in list(sizes):
-                rows = x[torch.arange(s, device=x.device) % x.shape[0]]
-                try:
-                    sec = self._time(fn, rows)
-                except torch.OutOfMemoryError:
-                    del rows
-                    torch.cuda.empty_cache()
-                    for big in [t for t in sizes if t >= s]:  # this size and every larger one do not fit
+                sec = self._time_rows(fn, x, s)
+                if sec is None:  # out of memory: this size and every larger one do not fit
+                    for big in [t for t in sizes if t >= s]:
                         sizes.remove(big)
                         self.best.pop(big, None)
                     break
@@ -157,9 +156,28 @@ class BatchTuner:
         if not self.best:
             raise RuntimeError(f"no chunk size of {tried} could be evaluated")
         self.choice = min(self.best, key=self.best.get)
+        if self.choice == top < self.upper:  # the call's row count won: larger chunks may be cheaper still
+            for s in [s for s in self.SIZES if 2 * top <= s < self.upper] + [self.upper]:
+                secs = [self._time_rows(fn, x, s) for _ in range(self.reps + 1)]  # the first one warms up
+                if None in secs:
+                    break
+                self.best[s] = min(secs[1:]) / s
+                if self.best[s] >= self.best[self.choice]:
+                    break
+                self.choice = s
         if self.store is not None and self.key is not None:
             self.store.put(self.key, self.choice)
         return self.choice
+
+    def _time_rows(self, fn, x: Tensor, size: int) -> float | None:
+        """Seconds ``fn`` takes on ``size`` copies of the rows of x; None when they run out of GPU memory."""
+        rows = x[torch.arange(size, device=x.device) % x.shape[0]]
+        try:
+            return self._time(fn, rows)
+        except torch.OutOfMemoryError:
+            del rows
+            torch.cuda.empty_cache()
+            return None
 
     @staticmethod
     def _time(fn, rows: Tensor) -> float:
@@ -246,8 +264,8 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
     ref, tuner = _TUNERS.get(key, (None, None))
     if tuner is None or ref() is not owner:  # a new owner (or one that reuses a dead owner's id)
         ident = _identity(owner)
-        disk = None if ident is None else "|".join(map(str, (
-            site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
+        disk = None if ident is None else "|".join(map(str, (  # "sizes-2": measured past a small first call
+            "sizes-2", site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
             f"threads={torch.get_num_threads()}", f"max_batch={upper}",
             *([] if precision == "fp32" else [f"precision={precision}"]))))
         tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
