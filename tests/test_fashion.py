@@ -85,6 +85,29 @@ def test_shipped_ddpm_samples_look_like_the_data(test_split):
     assert len(set(classes.tolist())) >= 7  # the unconditional model covers the classes
 
 
+def test_test_feature_stats_are_computed_once_per_machine(monkeypatch, tmp_path):
+    """Kept in the cache folder: a second process reads them (no features computed), a damaged file is recomputed."""
+    monkeypatch.setenv("SVDD_CACHE", str(tmp_path))
+    monkeypatch.delitem(fashion._CACHE, "test_stats_7", raising=False)
+    mean, cov = fashion.test_feature_stats(7)  # the 1,000 test sneakers
+    (stored,) = tmp_path.glob("fashion-test-features-*.safetensors")
+    computed = fashion._features
+
+    def refuse(x):
+        raise AssertionError("features computed again")
+
+    monkeypatch.setattr(fashion, "_features", refuse)
+    fashion._CACHE.pop("test_stats_7")  # a new process
+    again = fashion.test_feature_stats(7)
+    assert torch.equal(again[0], mean) and torch.equal(again[1], cov)
+    stored.write_bytes(stored.read_bytes()[:50])  # torn
+    monkeypatch.setattr(fashion, "_features", computed)
+    fashion._CACHE.pop("test_stats_7")
+    assert torch.equal(fashion.test_feature_stats(7)[1], cov)
+    from svdd.io import load_tensors
+    assert torch.equal(load_tensors(stored)["cov"], cov)  # written again whole
+
+
 def test_value_nets_load_and_pick_the_class():
     nets = fashion.load_networks()
     x, t = torch.zeros(3, 1, 32, 32), torch.full((3,), 0.5)

@@ -100,10 +100,18 @@ def test_folder_rules(tmp_path):
     assert rc == 2 and "no svdd sample run there, and the folder is not empty" in err
 
 
-def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, children):
-    ref, run = tmp_path / "ref", tmp_path / "run"
-    args = ["sample", "--task", "toy-motif", "--num-samples", "1200", "--chunk-size", "100"]
-    assert cli(*args, "--out", ref)[0] == 0
+KILL_ARGS = ["sample", "--task", "toy-motif", "--num-samples", "1200", "--chunk-size", "100"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    ref = tmp_path_factory.mktemp("uninterrupted") / "run"
+    assert cli(*KILL_ARGS, "--out", ref)[0] == 0
+    return ref
+
+
+def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, children, uninterrupted):
+    ref, run, args = uninterrupted, tmp_path / "run", KILL_ARGS
     p = subprocess.Popen([SVDD, *args, "--out", str(run), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
     children.append(p)
@@ -117,16 +125,6 @@ def test_sigterm_then_the_printed_command_gives_the_uninterrupted_run(tmp_path, 
     rc, _, err = cli(*shlex.split(command)[1:])
     assert rc == 0, err
     assert (run / "samples.txt").read_text() == (ref / "samples.txt").read_text()
-
-
-KILL_ARGS = ["sample", "--task", "toy-motif", "--num-samples", "1200", "--chunk-size", "100"]
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory):
-    ref = tmp_path_factory.mktemp("uninterrupted") / "run"
-    assert cli(*KILL_ARGS, "--out", ref)[0] == 0
-    return ref
 
 
 @pytest.mark.parametrize("after", [1, 5, 9])

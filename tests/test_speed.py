@@ -57,8 +57,8 @@ def test_tuner_picks_the_fastest_size(per_call, per_row_squared, upper, expected
                                                      (64, 40, [16, 32, 40, 128])])
 def test_tuner_goes_past_a_small_first_call_while_larger_chunks_are_cheaper(knee, expected, measured):
     """The first call has 40 rows and wins: sizes from 80 on are timed (on copies of its rows) while each is cheaper
-    per row than the best, up to the bound (a fixed cost per call) or until one is dearer (a call of more than
-    ``knee`` rows costs 4x per row)."""
+    per row than the best, up to the bound (a fixed cost per call: half the cost per row at twice the rows) or until
+    one is not 10% cheaper (a call of more than ``knee`` rows costs 4x per row)."""
     tuner = BatchTuner(upper=256)
 
     def fn(c):
@@ -215,7 +215,7 @@ def test_bf16_agrees_with_fp32_on_the_shipped_dna_networks():
     xt = torch.where(torch.rand(x0.shape, generator=g) < 0.5, 4, x0)
     out = {}
     for precision in ("fp32", "bf16"):
-        engine = Engine(spec.model, spec.reward, precision=precision)
+        engine = Engine(spec.model, spec.reward, precision=precision, auto_batch=False)  # numbers, not timing
         out[precision] = (engine.predict(xt, 8).exp(),
                           engine.value_net(lambda c: nets["value"](c, torch.full((c.shape[0],), 0.5)), xt,
                                            owner=nets["value"]))

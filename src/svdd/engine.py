@@ -114,8 +114,9 @@ class BatchTuner:
     times timed, in rounds that alternate the sizes (a burst of load on a shared machine slows every size of a round,
     not all runs of one size); the size with the least time per row wins, and every real chunk has that size. When
     the first call's row count won (later calls are often larger: a masked model's first steps have few distinct
-    rows), the sizes from twice that count up to the bound are timed one after the other, on copies of the same rows,
-    for as long as each is cheaper per row than the best so far. The outputs of the
+    rows), the sizes from twice that count up to the bound are timed one after the other (a warm-up run and one timed
+    run each), on copies of the same rows, for as long as each is at least 10% cheaper per row than the best so far
+    (a network that costs about the same per row at any size is not timed on ever larger copies). The outputs of the
     timing runs are dropped, so a run computes what it would with that chunk size fixed: a network whose output for a
     row depends on the batch size (most do, in the last bits) still gives the same samples for the same seed as long
     as the choice is the same -- which the `BatchSizeStore` keeps across processes. A size that runs out of GPU
@@ -123,6 +124,7 @@ class BatchTuner:
     """
 
     SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+    GAIN = 0.9  # past the first call's row count, a larger size must be at least 10% cheaper per row
 
     def __init__(self, upper: int, reps: int = 2, store: "BatchSizeStore | None" = None, key: str | None = None):
         self.upper, self.reps, self.store, self.key = upper, reps, store, key
@@ -158,11 +160,11 @@ class BatchTuner:
         self.choice = min(self.best, key=self.best.get)
         if self.choice == top < self.upper:  # the call's row count won: larger chunks may be cheaper still
             for s in [s for s in self.SIZES if 2 * top <= s < self.upper] + [self.upper]:
-                secs = [self._time_rows(fn, x, s) for _ in range(self.reps + 1)]  # the first one warms up
+                secs = [self._time_rows(fn, x, s) for _ in range(2)]  # the first one warms up
                 if None in secs:
                     break
-                self.best[s] = min(secs[1:]) / s
-                if self.best[s] >= self.best[self.choice]:
+                self.best[s] = secs[1] / s
+                if self.best[s] > self.GAIN * self.best[self.choice]:
                     break
                 self.choice = s
         if self.store is not None and self.key is not None:
@@ -264,10 +266,11 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
     ref, tuner = _TUNERS.get(key, (None, None))
     if tuner is None or ref() is not owner:  # a new owner (or one that reuses a dead owner's id)
         ident = _identity(owner)
-        disk = None if ident is None else "|".join(map(str, (  # "sizes-2": measured past a small first call
-            "sizes-2", site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
+        disk = None if ident is None else "|".join(map(str, (
+            site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
             f"threads={torch.get_num_threads()}", f"max_batch={upper}",
-            *([] if precision == "fp32" else [f"precision={precision}"]))))
+            *([] if precision == "fp32" else [f"precision={precision}"]),
+            "sizes-2")))  # "sizes-2": measured past a small first call (sizes stored before were not)
         tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
         try:
             _TUNERS[key] = (weakref.ref(owner), tuner)
