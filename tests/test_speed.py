@@ -56,8 +56,8 @@ def test_tuner_picks_the_fastest_size(per_call, per_row_squared, upper, expected
                                                      (128, 128, [16, 32, 40, 128, 256]),
                                                      (64, 40, [16, 32, 40, 128])])
 def test_tuner_goes_past_a_small_first_call_while_larger_chunks_are_cheaper(knee, expected, measured):
-    """The first call has 40 rows and wins: sizes from 80 on are timed (on copies of its rows) while each is cheaper
-    per row than the best, up to the bound (a fixed cost per call: half the cost per row at twice the rows) or until
+    """The first call has 40 rows and wins: sizes from 80 on (128, 256) are timed (on copies of its rows) while each
+    is at least 10% cheaper per row than the best, up to the bound (a fixed cost per call: half the cost per row at twice the rows) or until
     one is not 10% cheaper (a call of more than ``knee`` rows costs 4x per row)."""
     tuner = BatchTuner(upper=256)
 
