@@ -71,8 +71,10 @@ def unique_rows(x: Tensor, hashed: bool | None = None) -> tuple[Tensor, Tensor]:
     The rows come in one of two orders: that of the exact row sort ``torch.unique(dim=0)`` (on CPU, and
     ``hashed=False``), or, on a GPU where that sort is slow (and ``hashed=True``), the order of a 64-bit random linear
     hash of each row. Integer rows are found distinct by that hash either way, checked against the rows themselves (a
-    collision falls back to the exact sort); for the sort's order only the distinct rows are then sorted, which with
-    many repeats is 10-60x faster than sorting all rows and gives exactly the same rows and inverse."""
+    collision falls back to the exact sort); for the sort's order only the distinct rows are then sorted, which gives
+    exactly the same rows and inverse as sorting all rows: much faster with many repeats (65,536 rows of 3 tokens, 125
+    distinct: 3.9 ms against 185), slower without (640 distinct rows of 200 tokens: 3.5 ms against 1.4; the hash is
+    extra work there, small beside the network call on those rows)."""
     flat = x.reshape(x.shape[0], -1)
     if not x.is_floating_point() and not x.is_complex():
         w = _hash_weights(flat.shape[1], x.device)

@@ -100,15 +100,16 @@ def test_feature_stats(target: int | None = None) -> tuple[torch.Tensor, torch.T
         path = cache_dir() / (f"fashion-test-features-{tensor_hash(x)}-"
                               f"{weights_hash(load_networks()['evaluator'])}.safetensors")
         try:
-            stored = load_tensors(path)
-            _CACHE[key] = (stored["mean"], stored["cov"])
+            stats = load_tensors(path)
+            stats = (stats["mean"], stats["cov"])
         except (FileNotFoundError, ValueError, KeyError):  # not there yet, or damaged: compute it again
             f = _features(x)
-            _CACHE[key] = (f.mean(0), torch.cov(f.T))
+            stats = (f.mean(0), torch.cov(f.T))
             try:
-                atomic_write(path, save({"mean": _CACHE[key][0].contiguous(), "cov": _CACHE[key][1].contiguous()}))
+                atomic_write(path, save({"mean": stats[0], "cov": stats[1]}))
             except OSError:  # a read-only cache folder: this process keeps them
                 pass
+        _CACHE[key] = stats
     return _CACHE[key]
 
 
