@@ -11,12 +11,14 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
   candidates are clean and scored as they are, and it has no final call: T + (T − 1)·M network rows).
 * ``official-heap`` -- the same loop after `svdd.allocator.tune_heap` (the heap settings every svdd CPU run applies):
   the two call patterns compared with the same allocator.
-* ``svdd`` -- ``svdd.sample(..., "svdd", M=M)`` with the defaults (max_batch 1024, chunk sizes tuned, fp32).
+* ``svdd`` -- ``svdd.sample(..., "svdd", M=M)`` with the defaults (max_batch 1024 on CPU for these rows, chunk sizes
+  tuned, fp32).
 * ``fixed`` -- the same with ``auto_batch=False``: chunks of exactly max_batch (the behaviour before tuning). Its
   samples must equal ``svdd``'s (the check is printed).
 * ``bf16`` -- defaults plus ``precision="bf16"`` (bf16 autocast for the denoiser; the oracle stays fp32).
 * ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
-  256 (1024 is the CPU default; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser;
+  256 (1024 is the CPU default for rows of more than 128 bytes, e.g. DNA's, and the whole CPU default before small
+  rows got more: see `svdd.engine.default_max_batch`; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser;
   ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings); ``svdd-eager`` -- defaults
   with every output check at its call (``Engine.few_syncs`` off: a GPU's behaviour before the checks were queued
   until the step's end; the same samples, on CPU the same code path as ``svdd``).
@@ -274,7 +276,7 @@ def main():
             r = spawn(args, v, save=str(tmp / f"bench-dna-{v}.pt"), env=VARIANT_ENV.get(v))
             if r is not None:
                 runs[v].append(r)
-                print(f"  {v}: {r['wall_s'] / args.N:.4f} s/sample", file=sys.stderr, flush=True)
+                print(f"  {v}: {r['wall_s'] / args.N:.4g} s/sample", file=sys.stderr, flush=True)
     names = [v for v in names if runs[v]]
     best = {v: min(runs[v], key=lambda d: d["wall_s"]) for v in names}
     same = {}
@@ -467,12 +469,12 @@ def report(args, names, runs, best, same, memory):
         b = best[v]
         ratio = f"{base['wall_s'] / b['wall_s']:.2f}x" if base else "-"
         mratio = f"{med['official'] / med[v]:.2f}x" if base else "-"
-        lines.append(f"| {v} | {b['wall_s'] / args.N:.4f} | {med[v] / args.N:.4f} | {b['network_rows'] / args.N:.1f} | "
+        lines.append(f"| {v} | {b['wall_s'] / args.N:.4g} | {med[v] / args.N:.4g} | {b['network_rows'] / args.N:.1f} | "
                      f"{b['reward_rows'] / args.N:.1f} | {b['peak_mb']:.0f} | {b['median_reward']:.3f} | {ratio} | "
                      f"{mratio} | {json.dumps(b['batch_sizes']) if b['batch_sizes'] else '-'} | {same.get(v, '-')} |")
     if args.repeats > 1:
         lines += ["", "all times (s / sample): " + "; ".join(
-            f"{v}: " + ", ".join(f"{r['wall_s'] / args.N:.4f}" for r in runs[v]) for v in names)]
+            f"{v}: " + ", ".join(f"{r['wall_s'] / args.N:.4g}" for r in runs[v]) for v in names)]
     if memory:
         cpu, n0 = not args.device.startswith("cuda"), memory[0]["N"]
         lines += ["", f"Peak memory of `svdd` (defaults, max_batch = {args.memory_max_batch}, T = {args.memory_steps}; "

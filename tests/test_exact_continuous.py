@@ -62,9 +62,9 @@ def test_pretrained_reproduces_the_mixture(model):
 @pytest.mark.parametrize("method,opts", [("svdd", {"M": 64}), ("smc", {"ess_threshold": 0.5})])
 def test_guided_samples_follow_the_tilted_mixture(model, method, opts):
     weights, means = tilted()
-    # large slices: a 1-D state makes every call overhead-bound (the samples do not depend on max_batch)
-    res = svdd.sample(model, reward, method, num_samples=6000, seed=1, alpha=ALPHA, value=soft_value(model),
-                      max_batch=1 << 16, **opts)
+    # the default max_batch of 4-byte rows: 65,536 (each call of a 1-D state is overhead-bound)
+    res = svdd.sample(model, reward, method, num_samples=6000, seed=1, alpha=ALPHA, value=soft_value(model), **opts)
+    assert res.config["max_batch"] == 1 << 16
     w_right, m_right, _ = component_stats(res.samples)
     # target: weight 0.959 on the right component, mean 2.25 there (pre-trained: 0.3 and 2.0)
     assert abs(w_right - float(weights[1])) < 0.03, w_right

@@ -181,6 +181,25 @@ def test_sample_chunks_bound_the_candidates_built_at_once():
     assert engine.sample_chunks(40, 100) == [slice(0, 16), slice(16, 32), slice(32, 40)]  # at least 16 samples
 
 
+@pytest.mark.parametrize("device,row_bytes,expected", [
+    ("cpu", None, 1024), ("cpu", 8, 32768), ("cpu", 24, 8192), ("cpu", 128, 2048), ("cpu", 129, 1024),
+    ("cpu", 1600, 1024), ("cpu", 1, 262144), ("cpu", 10**9, 1024),
+    ("cuda", None, 8192), ("cuda", 8, 32768), ("cuda", 16, 16384), ("cuda", 17, 8192), ("cuda", 4096, 8192)])
+def test_default_max_batch_grows_only_for_small_rows(device, row_bytes, expected):
+    """1024 rows on CPU and 8192 on a GPU, or the largest power of two of rows within 256 KiB when that is more."""
+    assert svdd.engine.default_max_batch(device, row_bytes) == expected
+
+
+def test_the_default_max_batch_is_set_by_the_first_rows_evaluated(gmm, masked_model):
+    """2-D fp32 points (8 bytes a row) get 32,768 rows, a 10-token int64 string (80 bytes) 2048; the samples are
+    those of the old default (1024); a max_batch the user gives is kept whatever the rows."""
+    for (model, reward), expected in [(gmm[:2], 32768), ((masked_model, token_reward), 2048)]:
+        runs = [svdd.sample(model, reward, "svdd", M=4, num_samples=24, seed=1, max_batch=mb) for mb in (None, 1024)]
+        assert [r.config["max_batch"] for r in runs] == [expected, 1024]
+        assert torch.equal(runs[0].samples, runs[1].samples)
+    assert Engine(object(), svdd.Reward(lambda x: x)).max_batch == 1024  # before any rows: the default of large rows
+
+
 def test_results_are_ordinary_tensors(masked_model):
     res = svdd.sample(masked_model, token_reward, "svdd", num_samples=4, M=3, return_x0=True)
     for t in (res.samples, res.rewards, res.x0_estimates):

@@ -30,8 +30,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             not depend on the rest of their batch; on CUDA random draws split over sample chunks differ, so a seed
             reproduces with the same ``max_batch``).
         max_batch: most rows per network / value / reward call, and about the most candidates built at once; bounds
-            peak memory. Default: 1024 on CPU, 8192 on a GPU (a size that runs out of GPU memory while chunk sizes
-            are measured is dropped, with every larger one).
+            peak memory. Default: 1024 on CPU, 8192 on a GPU, or for small rows the most rows within 256 KiB of
+            them when that is more (`svdd.engine.default_max_batch`; the value used is ``result.config["max_batch"]``).
+            A size that runs out of GPU memory while chunk sizes are measured is dropped, with every larger one.
         auto_batch: within ``max_batch``, use the chunk size that ran fastest for each call site (timed on copies
             of its first call's rows before that call runs, remembered per machine in
             ``$SVDD_CACHE/batch_sizes.json``; reported in ``result.config["batch_sizes"]``). False: chunks of exactly

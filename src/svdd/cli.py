@@ -444,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--value", default=None, help="a folder task's value net (from `svdd train value`; SVDD-MC)")
         sp.add_argument("--num-samples", type=_positive, default=None, help="samples per method (default: the task's)")
         sp.add_argument("--max-batch", type=_positive, default=None,
-                        help="most rows per network/value/reward call (default: 1024 on CPU, 8192 on a GPU)")
+                        help="most rows per network/value/reward call (default: 1024 on CPU, 8192 on a GPU; more for "
+                             "small rows, e.g. 32768 for toy-gmm)")
         sp.add_argument("--M", type=int, default=None, help="candidates per step M (see the method options rule)")
         sp.add_argument("--alpha", type=float, default=None, help="temperature alpha (see the method options rule)")
         sp.add_argument("--set", action="append", metavar="KEY=VALUE",

@@ -281,15 +281,28 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
     return tuner
 
 
+SMALL_ROWS_BYTES = 256 * 1024  # rows of a default call: at least this many bytes of input (see `default_max_batch`)
+
+
+def default_max_batch(device: Any = "cpu", row_bytes: int | None = None) -> int:
+    """The default ``max_batch``: 1024 rows on CPU (where networks' throughput peaks well below that), 8192 on a GPU
+    (which holds all N·M rows of a typical run) -- or more for small rows: the largest power of two of rows that
+    holds at most `SMALL_ROWS_BYTES` (256 KiB) of input rows, if that is more. Rows of a few bytes (2-D points, short
+    token strings) cost mostly the Python overhead of their call and slice: 32,768 rows of a 2-D fp32 point. Rows of
+    more than 128 bytes (e.g. 24 int64 tokens, 33 fp32 values) keep 1024 on CPU, those of more than 16 bytes keep
+    8192 on a GPU. ``row_bytes`` None: the default for large rows."""
+    base = 8192 if torch.device(device).type == "cuda" else 1024
+    rows = SMALL_ROWS_BYTES // row_bytes if row_bytes and row_bytes > 0 else 0
+    return max(base, 1 << rows.bit_length() - 1) if rows else base
+
+
 class Engine:
     FEW_SYNCS_DEVICES = ("cuda",)  # device types where the engine avoids host-device syncs (see ``few_syncs``)
 
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
                  precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32, budget=None):
-        if max_batch is None:  # a GPU holds all N·M rows of a typical run; CPU throughput peaks well below 1024
-            max_batch = 8192 if torch.device(getattr(model, "device", "cpu")).type == "cuda" else 1024
-        if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
+        if max_batch is not None and (not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1):
             raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -324,7 +337,7 @@ class Engine:
         self._row_seconds = {"network": 0.0, "reward": 0.0}  # seconds per row, measured in this run
         self.model = model
         self.reward = reward
-        self.max_batch = max_batch
+        self._max_batch = max_batch  # None: `default_max_batch` of the first rows evaluated
         self.progress = progress
         self.return_x0 = return_x0  # methods keep the x̂0 history of the kept states
         self.seed = int(seed)
@@ -341,6 +354,14 @@ class Engine:
         self._t0 = time.perf_counter()
 
     @property
+    def max_batch(self) -> int:
+        """The most rows per call (and about the most candidates built at once): the user's, or `default_max_batch`
+        of the first rows the engine evaluated (before any, the default for large rows)."""
+        if self._max_batch is None:
+            return default_max_batch(getattr(self.model, "device", "cpu"))
+        return self._max_batch
+
+    @property
     def discrete(self) -> bool:
         return bool(getattr(self.model, "discrete", False))
 
@@ -349,6 +370,9 @@ class Engine:
         """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of at most max_batch
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
+        if self._max_batch is None:
+            self._max_batch = default_max_batch(getattr(self.model, "device", x.device),
+                                                x[0].numel() * x.element_size() if x.shape[0] else None)
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x, hashed=self.few_syncs)
