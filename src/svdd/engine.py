@@ -370,9 +370,8 @@ class Engine:
         """Apply ``fn`` to the distinct rows of x (discrete models; all rows otherwise) in chunks of at most max_batch
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
-        if self._max_batch is None:
-            self._max_batch = default_max_batch(getattr(self.model, "device", x.device),
-                                                x[0].numel() * x.element_size() if x.shape[0] else None)
+        if self._max_batch is None and x.shape[0]:  # the default is set by the first rows evaluated
+            self._max_batch = default_max_batch(getattr(self.model, "device", x.device), x[0].numel() * x.element_size())
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x, hashed=self.few_syncs)
