@@ -52,6 +52,15 @@ def test_tuner_picks_the_fastest_size(per_call, per_row_squared, upper, expected
     assert tuner.choice == expected
 
 
+def test_tuner_keeps_the_smallest_of_the_sizes_within_five_percent():
+    """Sizes within 5% of the least time per row are equally fast (larger chunks cost memory): the smallest wins."""
+    pick = BatchTuner.smallest_fast
+    assert pick({16: 1.00, 32: 0.97, 64: 0.96, 483: 0.95}) == 32  # 0.97 <= 1.05 * 0.95 < 1.00
+    assert pick({16: 1.10, 32: 1.00, 64: 0.96}) == 32
+    assert pick({16: 1.10, 32: 1.00, 64: 0.94}) == 64  # 1.00 > 1.05 * 0.94 = 0.987
+    assert pick({16: 2.0, 256: 1.0}) == 256 and pick({128: 3.0}) == 128
+
+
 @pytest.mark.parametrize("knee,expected,measured", [(None, 256, [16, 32, 40, 128, 256]),
                                                      (128, 128, [16, 32, 40, 128, 256]),
                                                      (64, 40, [16, 32, 40, 128])])

@@ -114,7 +114,8 @@ class BatchTuner:
     Sizes 16, 32, 64, ... below the upper bound, and the bound itself (or the first call's row count when smaller),
     each run on copies of that call's rows once untimed (warm-up: allocator, oneDNN / cuDNN plans) and ``reps``
     times timed, in rounds that alternate the sizes (a burst of load on a shared machine slows every size of a round,
-    not all runs of one size); the size with the least time per row wins, and every real chunk has that size. When
+    not all runs of one size); the smallest size within ``TIE`` (5%) of the least time per row wins (larger chunks
+    cost memory, and such differences are within the noise of a shared machine), and every real chunk has it. When
     the first call's row count won (later calls are often larger: a masked model's first steps have few distinct
     rows), the sizes from twice that count up to the bound are timed one after the other (a warm-up run and one timed
     run each), on copies of the same rows, for as long as each is at least 10% cheaper per row than the best so far
@@ -127,6 +128,7 @@ class BatchTuner:
 
     SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
     GAIN = 0.9  # past the first call's row count, a larger size must be at least 10% cheaper per row
+    TIE = 0.05  # sizes within 5% of the least time per row count as equally fast: the smallest of them wins
 
     def __init__(self, upper: int, reps: int = 2, store: "BatchSizeStore | None" = None, key: str | None = None):
         self.upper, self.reps, self.store, self.key = upper, reps, store, key
@@ -159,7 +161,7 @@ class BatchTuner:
                     self.best[s] = min(self.best.get(s, float("inf")), sec / s)
         if not self.best:
             raise RuntimeError(f"no chunk size of {tried} could be evaluated")
-        self.choice = min(self.best, key=self.best.get)
+        self.choice = self.smallest_fast(self.best)
         if self.choice == top < self.upper:  # the call's row count won: larger chunks may be cheaper still
             for s in [s for s in self.SIZES if 2 * top <= s < self.upper] + [self.upper]:
                 secs = [self._time_rows(fn, x, s) for _ in range(2)]  # the first one warms up
@@ -172,6 +174,12 @@ class BatchTuner:
         if self.store is not None and self.key is not None:
             self.store.put(self.key, self.choice)
         return self.choice
+
+    @classmethod
+    def smallest_fast(cls, per_row: dict[int, float]) -> int:
+        """The smallest size whose seconds per row are within ``TIE`` of the least."""
+        least = min(per_row.values())
+        return min(s for s, sec in per_row.items() if sec <= (1 + cls.TIE) * least)
 
     def _time_rows(self, fn, x: Tensor, size: int) -> float | None:
         """Seconds ``fn`` takes on ``size`` copies of the rows of x; None when they run out of GPU memory."""
@@ -272,7 +280,8 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
             site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
             f"threads={torch.get_num_threads()}", f"max_batch={upper}",
             *([] if precision == "fp32" else [f"precision={precision}"]),
-            "sizes-2")))  # "sizes-2": measured past a small first call (sizes stored before were not)
+            "sizes-3")))  # "sizes-3": the smallest size within 5% of the fastest, measured past a small first
+        # call (sizes stored under older keys were chosen otherwise)
         tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
         try:
             _TUNERS[key] = (weakref.ref(owner), tuner)
