@@ -17,9 +17,9 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
   samples must equal ``svdd``'s (the check is printed).
 * ``bf16`` -- defaults plus ``precision="bf16"`` (bf16 autocast for the denoiser; the oracle stays fp32).
 * ``nodedupe`` -- ``dedupe=False`` (every candidate row evaluated); ``mb1024`` / ``mb256`` -- ``max_batch`` 1024 /
-  256 (1024 is the CPU default for rows of more than 128 bytes, e.g. DNA's, and the whole CPU default before small
-  rows got more: see `svdd.engine.default_max_batch`; the GPU default is 8192); ``compile`` -- ``torch.compile`` of the denoiser;
-  ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings); ``svdd-eager`` -- defaults
+  256 (1024 is the CPU default for rows of more than 128 bytes, e.g. DNA's, and was the whole CPU default before
+  small rows got more: see `svdd.engine.default_max_batch`; the GPU default is 8192); ``compile`` --
+  ``torch.compile`` of the denoiser; ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings); ``svdd-eager`` -- defaults
   with every output check at its call (``Engine.few_syncs`` off: a GPU's behaviour before the checks were queued
   until the step's end; the same samples, on CPU the same code path as ``svdd``).
 

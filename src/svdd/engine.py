@@ -290,16 +290,16 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
     return tuner
 
 
-SMALL_ROWS_BYTES = 256 * 1024  # rows of a default call: at least this many bytes of input (see `default_max_batch`)
+SMALL_ROWS_BYTES = 256 * 1024  # small rows: the default max_batch holds up to this many bytes of them
 
 
 def default_max_batch(device: Any = "cpu", row_bytes: int | None = None) -> int:
     """The default ``max_batch``: 1024 rows on CPU (where networks' throughput peaks well below that), 8192 on a GPU
     (which holds all N·M rows of a typical run) -- or more for small rows: the largest power of two of rows that
     holds at most `SMALL_ROWS_BYTES` (256 KiB) of input rows, if that is more. Rows of a few bytes (2-D points, short
-    token strings) cost mostly the Python overhead of their call and slice: 32,768 rows of a 2-D fp32 point. Rows of
-    more than 128 bytes (e.g. 24 int64 tokens, 33 fp32 values) keep 1024 on CPU, those of more than 16 bytes keep
-    8192 on a GPU. ``row_bytes`` None: the default for large rows."""
+    token strings) cost mostly the fixed cost of a call and a slice (Python, op dispatch): 32,768 rows of a 2-D fp32
+    point. Rows of more than 128 bytes (e.g. 24 int64 tokens, 33 fp32 values) keep 1024 on CPU, those of more than
+    16 bytes keep 8192 on a GPU. ``row_bytes`` None: the default for large rows."""
     base = 8192 if torch.device(device).type == "cuda" else 1024
     rows = SMALL_ROWS_BYTES // row_bytes if row_bytes and row_bytes > 0 else 0
     return max(base, 1 << rows.bit_length() - 1) if rows else base
@@ -380,7 +380,8 @@ class Engine:
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
         if self._max_batch is None and x.shape[0]:  # the default is set by the first rows evaluated
-            self._max_batch = default_max_batch(getattr(self.model, "device", x.device), x[0].numel() * x.element_size())
+            row_bytes = x[0].numel() * x.element_size()
+            self._max_batch = default_max_batch(getattr(self.model, "device", x.device), row_bytes)
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x, hashed=self.few_syncs)
