@@ -380,8 +380,7 @@ class Engine:
         (the site's tuned size). Returns the outputs of the evaluated rows and the inverse index (None: every row was
         evaluated)."""
         if self._max_batch is None and x.shape[0]:  # the default is set by the first rows evaluated
-            row_bytes = x[0].numel() * x.element_size()
-            self._max_batch = default_max_batch(getattr(self.model, "device", x.device), row_bytes)
+            self._max_batch = default_max_batch(x.device, x[0].numel() * x.element_size())
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x, hashed=self.few_syncs)
