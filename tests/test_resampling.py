@@ -82,3 +82,29 @@ def test_select_tiny_alpha_huge_values():
     g = torch.Generator().manual_seed(0)
     assert int(select(v, 1e-9, g)) == 1
     assert int(select(torch.full((1, 3), -torch.inf), 0.5, g)) == 0  # all failed: first candidate
+
+
+@pytest.mark.parametrize("m", [1, 2, 10])
+def test_select_runs_the_tie_rule_only_where_it_can_matter_with_the_same_answer(m):
+    """The CPU path of select at alpha = 0 (the tie rule only on rows where a second candidate comes within the
+    largest tolerance) keeps exactly the candidates the rule on every row keeps: exact and last-bit ties, values
+    near 0 and of every magnitude, a median that sets the tolerance, NaN, ±inf, failed rows."""
+    from svdd.resampling import TIE_RTOL, _first_tied, _first_tied_near
+    g = torch.Generator().manual_seed(m)
+    rows = []
+    for scale in (1e-9, 1e-3, 1.0, 1e3, 1e9):
+        v = torch.randn(400, m, generator=g, dtype=torch.float64) * scale
+        rows += [v, v.round(), v[:, :1] * (1 + TIE_RTOL * torch.randn(400, m, generator=g, dtype=torch.float64))]
+        w = v.clone()
+        w[torch.rand(400, m, generator=g) < 0.3] = torch.inf
+        w[torch.rand(400, m, generator=g) < 0.3] = torch.nan
+        w[torch.rand(400, m, generator=g) < 0.3] = -torch.inf
+        rows.append(w)
+    near_zero = torch.tensor([[0.0, 1e-12, -5.0, -5.0, -5.0], [0.0, 1e-3, -5.0, -5.0, -5.0]],
+                             dtype=torch.float64)[:, torch.arange(m) % 5]  # ties through the row's median |value|
+    rows += [near_zero, torch.full((3, m), -torch.inf, dtype=torch.float64)]
+    v = torch.nan_to_num(torch.cat(rows), nan=-torch.inf)
+    assert torch.equal(_first_tied_near(v), _first_tied(v))
+    assert torch.equal(select(v, 0.0, g), _first_tied(v))
+    if m >= 3:  # the median decides: 1e-12 and 0 tie at a median |value| of 5 (not at their own magnitudes)
+        assert select(near_zero, 0.0, g).tolist() == [0, 1]

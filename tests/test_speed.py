@@ -61,18 +61,37 @@ def test_tuner_keeps_the_smallest_of_the_sizes_within_five_percent():
     assert pick({16: 2.0, 256: 1.0}) == 256 and pick({128: 3.0}) == 128
 
 
-@pytest.mark.parametrize("knee,expected,measured", [(None, 256, [16, 32, 40, 128, 256]),
-                                                     (128, 128, [16, 32, 40, 128, 256]),
-                                                     (64, 40, [16, 32, 40, 128])])
-def test_tuner_goes_past_a_small_first_call_while_larger_chunks_are_cheaper(knee, expected, measured):
-    """The first call has 40 rows and wins: sizes from 80 on (128, 256) are timed (on copies of its rows) while each
-    is at least 10% cheaper per row than the best, up to the bound (a fixed cost per call: half the cost per row at twice the rows) or until
-    one is not 10% cheaper (a call of more than ``knee`` rows costs 4x per row)."""
-    tuner = BatchTuner(upper=256)
+def _fixed_cost(n):  # 4 ms a call at any size: the cost per row halves at twice the rows
+    return 4e-3
+
+
+def _knee_64(n):  # a call of more than 64 rows costs 4x per row
+    return 4e-3 * (1 if n <= 64 else 4 * n / 64)
+
+
+def _per_row_to_40(n):  # as much per row at 16, 32 and 40 rows, then a fixed cost per call
+    return 4e-3 * min(n, 40) / 40
+
+
+def _step_past_128(n):  # fixed up to 40 rows, then as much per row as at 40 up to 128 rows, then fixed again
+    return 4e-3 * max(1.0, min(n, 128) / 40)
+
+
+@pytest.mark.parametrize("cost,upper,expected,measured", [(_fixed_cost, 256, 256, [16, 32, 40, 128, 256]),
+                                                          (_knee_64, 512, 40, [16, 32, 40, 128, 256]),
+                                                          (_step_past_128, 256, 256, [16, 32, 40, 128, 256]),
+                                                          (_per_row_to_40, 256, 256, [16, 32, 40, 128, 256])])
+def test_tuner_goes_past_a_small_first_call_while_larger_chunks_are_cheaper(cost, upper, expected, measured):
+    """The first call has 40 rows and wins: sizes from 80 on (128, 256, ..., the bound) are timed on copies of its
+    rows, each at least 10% cheaper per row than the best so far becoming the choice, until two sizes in a row are
+    not. A fixed cost per call takes the bound; past a knee nothing is cheaper (128 and 256 timed, 512 not: the first
+    call's size is kept); a step in the cost (128 rows cost as much per row as 40, 256 half as much) does not stop
+    the timing at its flat part; the first call's size need only be within 5% of the fastest (16, 32 and 40 rows
+    cost the same per row: the smallest is the choice, and larger sizes are still timed)."""
+    tuner = BatchTuner(upper=upper)
 
     def fn(c):
-        n = c.shape[0]
-        time.sleep(4e-3 * (1 if knee is None or n <= knee else 4 * n / knee))
+        time.sleep(cost(c.shape[0]))
         return c
 
     _run(tuner, fn, torch.zeros(40, 1))

@@ -116,10 +116,13 @@ class BatchTuner:
     times timed, in rounds that alternate the sizes (a burst of load on a shared machine slows every size of a round,
     not all runs of one size); the smallest size within ``TIE`` (5%) of the least time per row wins (larger chunks
     cost memory, and such differences are within the noise of a shared machine), and every real chunk has it. When
-    the first call's row count won (later calls are often larger: a masked model's first steps have few distinct
-    rows), the sizes from twice that count up to the bound are timed one after the other (a warm-up run and one timed
-    run each), on copies of the same rows, for as long as each is at least 10% cheaper per row than the best so far
-    (a network that costs about the same per row at any size is not timed on ever larger copies). The outputs of the
+    the first call's row count is among those fastest sizes (later calls are often larger: a masked model's first
+    steps have few distinct rows, a user's trial run fewer samples than the next), the sizes from twice that count up
+    to the bound are timed one after the other (a warm-up run and one timed run each), on copies of the same rows,
+    each at least 10% cheaper per row than the best so far becoming the choice, until two sizes in a row are not (the
+    cost per row often falls in steps: the toy GMM's exact network costs about the same per row at 4,096 rows as at
+    2,000, a quarter less at 8,192; a network that costs the same per row at any size is timed on two larger sizes,
+    not on ever larger copies). The outputs of the
     timing runs are dropped, so a run computes what it would with that chunk size fixed: a network whose output for a
     row depends on the batch size (most do, in the last bits) still gives the same samples for the same seed as long
     as the choice is the same -- which the `BatchSizeStore` keeps across processes. A size that runs out of GPU
@@ -128,6 +131,7 @@ class BatchTuner:
 
     SIZES = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
     GAIN = 0.9  # past the first call's row count, a larger size must be at least 10% cheaper per row
+    MISSES = 2  # ... and the timing stops at the second size in a row that is not (cost per row often falls in steps)
     TIE = 0.05  # sizes within 5% of the least time per row count as equally fast: the smallest of them wins
 
     def __init__(self, upper: int, reps: int = 2, store: "BatchSizeStore | None" = None, key: str | None = None):
@@ -162,15 +166,20 @@ class BatchTuner:
         if not self.best:
             raise RuntimeError(f"no chunk size of {tried} could be evaluated")
         self.choice = self.smallest_fast(self.best)
-        if self.choice == top < self.upper:  # the call's row count won: larger chunks may be cheaper still
+        if top < self.upper and self.best.get(top, float("inf")) <= (1 + self.TIE) * min(self.best.values()):
+            # the call's row count is among the fastest: larger chunks may be cheaper still
+            misses = 0
             for s in [s for s in self.SIZES if 2 * top <= s < self.upper] + [self.upper]:
                 secs = [self._time_rows(fn, x, s) for _ in range(2)]  # the first one warms up
                 if None in secs:
                     break
                 self.best[s] = secs[1] / s
-                if self.best[s] > self.GAIN * self.best[self.choice]:
+                if self.best[s] <= self.GAIN * self.best[self.choice]:
+                    self.choice, misses = s, 0
+                    continue
+                misses += 1
+                if misses == self.MISSES:
                     break
-                self.choice = s
         if self.store is not None and self.key is not None:
             self.store.put(self.key, self.choice)
         return self.choice
@@ -280,8 +289,8 @@ def _tuner(site: str, owner: Any, x: Tensor, upper: int, precision: str = "fp32"
             site, ident, tuple(x.shape[1:]), x.dtype, _device_name(x.device), torch.__version__,
             f"threads={torch.get_num_threads()}", f"max_batch={upper}",
             *([] if precision == "fp32" else [f"precision={precision}"]),
-            "sizes-3")))  # "sizes-3": the smallest size within 5% of the fastest, measured past a small first
-        # call (sizes stored under older keys were chosen otherwise)
+            "sizes-4")))  # "sizes-4": the smallest size within 5% of the fastest, measured past a small first
+        # call until two sizes in a row gain nothing (sizes stored under older keys were chosen otherwise)
         tuner = BatchTuner(upper, store=BatchSizeStore() if disk else None, key=disk)
         try:
             _TUNERS[key] = (weakref.ref(owner), tuner)

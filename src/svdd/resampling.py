@@ -34,16 +34,35 @@ def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
     """
     v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
-        best = v.max(dim=1, keepdim=True).values
-        fin = torch.isfinite(v)
-        absv = torch.where(fin, v.abs(), torch.zeros_like(v))
-        typical = torch.where(fin, v.abs(), torch.full_like(v, torch.nan)).nanmedian(dim=1, keepdim=True).values
-        best_abs = torch.where(torch.isfinite(best), best.abs(), torch.zeros_like(best))
-        scale = torch.maximum(torch.maximum(best_abs, absv), torch.nan_to_num(typical, nan=0.0))
-        tied = (v >= best - TIE_RTOL * scale) & (fin | ~torch.isfinite(best))  # a failed candidate never ties
-        return tied.to(torch.uint8).argmax(dim=1)  # the first tied candidate (rows of −inf: candidate 0)
+        return _first_tied(v) if v.is_cuda else _first_tied_near(v)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)
     return logits.argmax(dim=1)
+
+
+def _first_tied(v: Tensor) -> Tensor:
+    """The alpha = 0 rule of `select` on every row of v (float64, NaN already −inf)."""
+    best = v.max(dim=1, keepdim=True).values
+    fin = torch.isfinite(v)
+    absv = torch.where(fin, v.abs(), torch.zeros_like(v))
+    typical = torch.where(fin, v.abs(), torch.full_like(v, torch.nan)).nanmedian(dim=1, keepdim=True).values
+    best_abs = torch.where(torch.isfinite(best), best.abs(), torch.zeros_like(best))
+    scale = torch.maximum(torch.maximum(best_abs, absv), torch.nan_to_num(typical, nan=0.0))
+    tied = (v >= best - TIE_RTOL * scale) & (fin | ~torch.isfinite(best))  # a failed candidate never ties
+    return tied.to(torch.uint8).argmax(dim=1)  # the first tied candidate (rows of −inf: candidate 0)
+
+
+def _first_tied_near(v: Tensor) -> Tensor:
+    """The same answer as `_first_tied`, with the tie rule run only on the rows where a second candidate comes within
+    the largest tolerance the rule can give (TIE_RTOL times the row's largest finite |value|, which bounds every
+    scale it uses); elsewhere the argmax is the only tied candidate. On CPU, where picking out those rows costs no
+    wait for a device: rewards that are not float32 noise rarely come that close."""
+    best, first = v.max(dim=1)  # the first of the maximal values
+    fin = torch.isfinite(v)
+    bound = torch.where(fin, v.abs(), torch.zeros_like(v)).amax(dim=1)
+    near = ((v >= (best - TIE_RTOL * bound).unsqueeze(1)).sum(dim=1) > 1).nonzero().squeeze(1)
+    if near.numel():
+        first[near] = _first_tied(v[near])
+    return first
 
 
 def normalize(log_weights: Tensor) -> Tensor | None:
