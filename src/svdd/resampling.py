@@ -24,17 +24,20 @@ def _gumbel(shape, generator, device) -> Tensor:
 TIE_RTOL = 1e-6
 
 
-def select(values: Tensor, alpha: float, generator: torch.Generator) -> Tensor:
+def select(values: Tensor, alpha: float, generator: torch.Generator, sync_free: bool | None = None) -> Tensor:
     """Index of the kept candidate in each row of ``values`` (N, M). NaN counts as −inf.
 
     alpha = 0: argmax; the first of the candidates within ``TIE_RTOL`` (relative) of the best on ties -- so that
     last-bit noise of a float32 reward (which depends on the batch it was computed in) cannot break a tie.
     alpha > 0: a draw with probability softmax(values / alpha), done as Gumbel-max in log space (no overflow at
     small alpha). Rows whose values are all −inf keep candidate 0.
+
+    ``sync_free``: whether picking out rows (a wait for the device) costs nothing, as on CPU (the default: not on a
+    GPU); then the tie rule runs only on the rows where it can matter (`_first_tied_near`), the same answer.
     """
     v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
-        return _first_tied(v) if v.is_cuda else _first_tied_near(v)
+        return _first_tied_near(v) if (not v.is_cuda if sync_free is None else sync_free) else _first_tied(v)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)
     return logits.argmax(dim=1)
 

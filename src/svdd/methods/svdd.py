@@ -70,7 +70,8 @@ class SVDD(Method):
         cand_pred = (engine.predict(cands, i + 1, parents=(state.x[rows], state.pred[rows]))
                      if score.needs_prediction and not last else None)
         values = score(engine, cands, cand_pred, i + 1).view(-1, m)  # 2. the value of every candidate
-        keep = torch.arange(values.shape[0], device=values.device) * m + select(values, self.alpha, engine.gen["select"])
+        pick = select(values, self.alpha, engine.gen["select"], sync_free=not engine.few_syncs)
+        keep = torch.arange(values.shape[0], device=values.device) * m + pick
         pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(cands[keep], i + 1))
         return cands[keep], pred, values.flatten()[keep], failed(values)  # 3. the kept candidate
 
