@@ -172,6 +172,25 @@ def test_plus_inf_reward_is_an_error(check_timing):
         svdd.sample(gauss(), lambda x: torch.cat([torch.full((2,), math.inf), x[2:, 0]]), "svdd", num_samples=4, M=2)
 
 
+@pytest.mark.parametrize("value", [1.5, 1e308])  # 1e308: finite rewards whose sum overflows
+def test_reward_values_are_the_engines_own_and_huge_finite_rewards_count(value, check_timing):
+    """Finite rewards are rewards, also where their sum overflows; the values the engine keeps are not the tensor
+    the reward returned (a reward may reuse its output buffer)."""
+    from svdd.engine import Engine
+    returned = []
+
+    def reward(x):
+        returned.append(torch.full((x.shape[0],), value, dtype=torch.float64))
+        return returned[-1]
+
+    engine = Engine(gauss(), svdd.Reward(reward, name="buffer"))
+    values = engine.rewards(torch.zeros(6, 1))
+    with torch.inference_mode():  # the reward ran under it
+        returned[-1].fill_(math.nan)
+    engine.settle()
+    assert values.tolist() == [value] * 6 and engine.failures.failed_rewards == 0 and engine.cost.reward_calls == 6
+
+
 # 9. non-finite network and value-net outputs --------------------------------------------------------------------------
 class NaNValue(torch.nn.Module):
     def forward(self, x, t):

@@ -567,6 +567,10 @@ class Engine:
         a failure (NaN). The outcome (`_reward_outcome`) is acted on now, or with ``few_syncs`` (unless ``now``) at
         the next `settle`."""
         out = check_output(raw, n, self.reward.name).double().to(device)
+        if (now or not self.few_syncs) and bool(torch.isfinite(out.sum())):  # the common case, one reduction: every
+            # row finite (NaN and ±inf make the sum non-finite; a sum that overflows takes the full count below)
+            self._reward_outcome(0, n, n, rows if self._canary is None else None, None)
+            return out.clone()  # not the reward's own tensor or array (which it may reuse)
         ok = torch.isfinite(out)
         counts = torch.stack([(out == torch.inf).sum(), ok.sum()])
         # the rows and where they succeeded are kept only while no row has succeeded yet (the canary comes from them)
@@ -589,8 +593,8 @@ class Engine:
         else:
             self._failed_calls = 0
             self.failures._any_success = True
-            if self._canary is None and rows is not None:
-                self._canary = rows[int(ok.nonzero()[0, 0]):][:1].clone()
+            if self._canary is None and rows is not None:  # ok None: every row succeeded
+                self._canary = rows[0 if ok is None else int(ok.nonzero()[0, 0]):][:1].clone()
         if not self.failures._any_success and n >= 2:  # one row failing (e.g. SMC's level 0) may be bad luck
             raise RunError(f"reward {name!r} returned NaN or −inf for every one of {n} samples of its first "
                            "batch: no sample can be scored (a reward marks a failed sample with NaN)")
