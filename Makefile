@@ -91,7 +91,7 @@ bench-tasks: install
 	  --out results/bench/cpu-task-molecule-qed
 	$(PY) benchmarks/bench_dna.py --task fashion-compress -N 16 --variants official,official-heap,svdd,fixed --repeats 3 \
 	  --out results/bench/cpu-task-fashion-compress
-	$(PY) benchmarks/bench_dna.py --task toy-gmm -N 20000 --variants official,official-heap,svdd,mb1024 --repeats 3 \
+	$(PY) benchmarks/bench_dna.py --task toy-gmm -N 20000 --variants official,official-heap,svdd,mb1024 --repeats 5 \
 	  --out results/bench/cpu-task-toy-gmm
 
 clean:
