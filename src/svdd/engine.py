@@ -165,9 +165,9 @@ class BatchTuner:
                     self.best[s] = min(self.best.get(s, float("inf")), sec / s)
         if not self.best:
             raise RuntimeError(f"no chunk size of {tried} could be evaluated")
-        self.choice = self.smallest_fast(self.best)
-        if top < self.upper and self.best.get(top, float("inf")) <= (1 + self.TIE) * min(self.best.values()):
-            # the call's row count is among the fastest: larger chunks may be cheaper still
+        fast = self.fast_sizes(self.best)
+        self.choice = min(fast)
+        if top < self.upper and top in fast:  # the call's row count is among the fastest: larger chunks may be cheaper
             misses = 0
             for s in [s for s in self.SIZES if 2 * top <= s < self.upper] + [self.upper]:
                 secs = [self._time_rows(fn, x, s) for _ in range(2)]  # the first one warms up
@@ -176,19 +176,24 @@ class BatchTuner:
                 self.best[s] = secs[1] / s
                 if self.best[s] <= self.GAIN * self.best[self.choice]:
                     self.choice, misses = s, 0
-                    continue
-                misses += 1
-                if misses == self.MISSES:
-                    break
+                else:
+                    misses += 1
+                    if misses == self.MISSES:
+                        break
         if self.store is not None and self.key is not None:
             self.store.put(self.key, self.choice)
         return self.choice
 
     @classmethod
+    def fast_sizes(cls, per_row: dict[int, float]) -> list[int]:
+        """The sizes whose seconds per row are within ``TIE`` of the least."""
+        least = min(per_row.values())
+        return [s for s, sec in per_row.items() if sec <= (1 + cls.TIE) * least]
+
+    @classmethod
     def smallest_fast(cls, per_row: dict[int, float]) -> int:
         """The smallest size whose seconds per row are within ``TIE`` of the least."""
-        least = min(per_row.values())
-        return min(s for s, sec in per_row.items() if sec <= (1 + cls.TIE) * least)
+        return min(cls.fast_sizes(per_row))
 
     def _time_rows(self, fn, x: Tensor, size: int) -> float | None:
         """Seconds ``fn`` takes on ``size`` copies of the rows of x; None when they run out of GPU memory."""

@@ -37,7 +37,9 @@ def select(values: Tensor, alpha: float, generator: torch.Generator, sync_free: 
     """
     v = torch.nan_to_num(values.double(), nan=-torch.inf, neginf=-torch.inf, posinf=torch.inf)
     if alpha == 0:
-        return _first_tied_near(v) if (not v.is_cuda if sync_free is None else sync_free) else _first_tied(v)
+        if sync_free is None:
+            sync_free = not v.is_cuda
+        return _first_tied_near(v) if sync_free else _first_tied(v)
     logits = v / alpha + _gumbel(v.shape, generator, v.device)
     return logits.argmax(dim=1)
 
