@@ -42,7 +42,7 @@ def main() -> None:
         ways[f"torchrun, {w} rank(s)"] = ([str(BIN / "torchrun"), "--nproc-per-node", str(w), "-m", "svdd", *base],
                                          {"OMP_NUM_THREADS": "1"})
     for w in (1, k):
-        ways[f"ray, {w} actor(s)"] = ([str(BIN / "svdd"), *base, "--engine", "ray", "--workers", str(w)],
+        ways[f"ray, {w} actor(s)"] = ([str(BIN / "svdd"), *base, "--backend", "ray", "--workers", str(w)],
                                      {"OMP_NUM_THREADS": "1"})
     tmp = Path(tempfile.mkdtemp())
     rows, outputs, secs = [], {}, {}
@@ -66,7 +66,7 @@ def main() -> None:
              "start-up (imports, Ray's local instance, torchrun's rendezvous). Workers run one thread each "
              f"(OMP_NUM_THREADS=1). Outputs identical: {'yes' if same else 'NO'}. "
              f"Options: {' '.join(a.task_option) or 'none'}.", "",
-             "| way | wall s | samples / s | vs one process | vs 1 worker of its engine |", "|---|---|---|---|---|"]
+             "| way | wall s | samples / s | vs one process | vs 1 worker of its backend |", "|---|---|---|---|---|"]
     for n, s_, r in rows:
         base_name = n.replace(f"{k} rank(s)", "1 rank(s)").replace(f"{k} actor(s)", "1 actor(s)")
         vs = f"{secs[base_name] / s_:.2f}x" if base_name != n else ""
@@ -89,18 +89,21 @@ def _folder_seconds(done: Path, fresh: Path) -> dict:
     sampling: what the run folder adds to a run."""
     import json
 
-    from svdd.runs import RunFolder, _merge
-    from svdd.tasks import get_task
+    from svdd.job import ChunkJob
+    from svdd.runs import merge
+    from svdd.spec import RunSpec
+    from svdd.store import RunFolder
     old = RunFolder(done, json.loads((done / "manifest.json").read_text()))
     parts = [old.read_chunk(c["chunk"]) for c in old.chunks]
     cfg = old.manifest["config"]
-    spec = get_task(cfg["task"]["task"]).make(**cfg["task"]["options"])
+    job = ChunkJob(RunSpec.from_dict(old.manifest["spec"]))
+    job.task  # built before the clock starts
     t0 = time.perf_counter()
     run = RunFolder.open(fresh, cfg, old.chunks)
     for c, part in zip(old.chunks, parts):
         run.write_chunk(c["chunk"], part["samples"], part["rewards"], eval_rewards=part["eval_rewards"],
                         text=part["text"], meta=part["meta"])
-    _merge(run, spec, cfg["num_samples"], cfg["seed"], cfg["chunk_size"], len(old.chunks))
+    merge(run, job)
     return {"seconds": time.perf_counter() - t0, "chunks": len(old.chunks)}
 
 

@@ -65,7 +65,7 @@ def report(args, rows: list, failed: list) -> None:
     text = "\n".join(lines) + "\n"
     print(text, flush=True)
     if args.out:
-        from svdd.runs import atomic_write
+        from svdd.io import atomic_write
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(out.with_name(out.name + ".md"), text.encode())

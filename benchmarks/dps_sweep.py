@@ -20,7 +20,6 @@ import numpy as np
 
 
 def main(argv=None) -> int:
-    from svdd.compare import _one_run
     from svdd.tasks import get_task
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +41,7 @@ def main(argv=None) -> int:
         settings = [("absolute (task)", base)] + [
             (f"relative {float(s):g}", {**base, "scale": float(s), "scale_mode": "relative"}) for s in args.scales.split(",")]
         for label, opts in settings:
-            rec = _one_run(spec, "dps", opts, args.seed, args.num_samples, 1024, False, full=True)
+            rec = _one_run(spec, opts, args.seed, args.num_samples)
             row = {"task": name, "target": opts.get("target", "reward"), "setting": label, "scale": opts["scale"],
                    "reward_median": float(np.nanmedian(rec["rewards"]))}
             if rec["eval_rewards"] is not None:
@@ -69,6 +68,23 @@ def main(argv=None) -> int:
         "logit tilt (masked); 'absolute (task)' is the scale the task's comparison uses.\n\n" + "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
+
+
+def _one_run(spec, opts: dict, seed: int, num_samples: int) -> dict:
+    """One DPS run scored as a comparison scores it: both oracles, naturalness, set metrics, diversity."""
+    import torch
+
+    from svdd import sample
+    from svdd.report import diversity
+    res = sample(spec.model, spec.reward, "dps", num_samples=num_samples, seed=seed, max_batch=1024,
+                 **spec.resolve(opts))
+    with torch.no_grad():
+        ev = spec.eval_reward(res.samples) if spec.eval_reward is not None else None
+        nat = spec.naturalness(res.samples) if spec.naturalness is not None else None
+    return {"rewards": res.rewards.numpy(), "cost": res.cost.per_sample(),
+            "eval_rewards": None if ev is None else torch.as_tensor(ev).double().cpu().numpy(),
+            "naturalness": None if nat is None else nat.double().cpu().numpy(),
+            "metrics": {k: f(res.samples) for k, f in spec.set_metrics.items()}, "diversity": diversity(res.samples)}
 
 
 if __name__ == "__main__":

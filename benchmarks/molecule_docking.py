@@ -73,8 +73,8 @@ def throughput(args) -> None:
 
 def frontier(args) -> None:
     from svdd import sample
-    from svdd.compare import _plain
-    from svdd.runs import config_hash
+    from svdd.io import config_hash
+    from svdd.io import plain_options as _plain
     from svdd.tasks import get_task
     task = get_task("molecule-docking-parp1")
     spec = task.make(num_steps=args.num_steps, cache=args.cache, workers=args.workers)

@@ -153,20 +153,30 @@ def test_internal_type_errors_are_not_swallowed(tmp_path, monkeypatch):
         main(["sample", "--task", "toy-motif", "--quiet", "--out", str(tmp_path)])
 
 
-def test_compare_cache_is_not_reused_after_the_networks_change(tmp_path):
-    """A stored (method, seed) run is reused only for the same task config (which holds the weights hashes)."""
+def test_compare_runs_are_reused_only_with_the_same_networks(tmp_path):
+    """A finished (method, seed) run is kept by a resumed comparison; after the networks change (the task config
+    holds the weights hashes) the resume is an error naming what changed, never a silent mix."""
     import dataclasses
 
-    from svdd.compare import run_comparison
-    from svdd.tasks import get_task
-    task = get_task("toy-motif")
-    spec = task.make()
-    methods = {"pretrained": {"method": "pretrained"}}
-    stored = tmp_path / "pretrained-seed0.pt"
-    run_comparison(task, spec, methods, seeds=[0], num_samples=4, cache=tmp_path)
+    import svdd.tasks as tasks
+    from svdd.compare import comparison, run_study
+    from svdd.spec import RunSettings
+    task = tasks.get_task("toy-motif")
+    study = lambda t: comparison(t, {"pretrained": {"method": "pretrained"}}, seeds=[0], num_samples=4,  # noqa: E731
+                                 settings=RunSettings(), info={"settings": {}})
+    run_study(tmp_path, study(task), progress=False)
+    stored = tmp_path / "runs" / "pretrained-seed0" / "chunks" / "chunk-00000.parquet"
     first = stored.stat().st_mtime_ns
-    run_comparison(task, spec, methods, seeds=[0], num_samples=4, cache=tmp_path)
+    run_study(tmp_path, study(task), progress=False)
     assert stored.stat().st_mtime_ns == first  # same task: reused
-    other = dataclasses.replace(spec, config={**spec.config, "weights": {"denoiser": "retrained"}})
-    run_comparison(task, other, methods, seeds=[0], num_samples=4, cache=tmp_path)
-    assert stored.stat().st_mtime_ns != first  # retrained networks: run again
+    build = task.build
+
+    def retrained(**kw):
+        spec = build(**kw)
+        spec.config = {**spec.config, "weights": {"denoiser": "retrained"}}
+        return spec
+
+    other = dataclasses.replace(task, build=retrained)
+    with pytest.raises(ValueError, match=r"another config: task\.weights\.denoiser differ"):
+        run_study(tmp_path, study(other), progress=False)
+    assert stored.stat().st_mtime_ns == first

@@ -14,7 +14,7 @@ import torch
 
 import svdd
 from conftest import wait_until
-from svdd.runs import RunFolder, chunk_seed, plan
+from svdd.store import RunFolder, chunk_seed, plan
 from svdd.tasks.toy import build_toy_motif
 
 SVDD = shutil.which("svdd") or str(Path(sys.executable).parent / "svdd")
@@ -153,18 +153,18 @@ def test_compare_folder_rules(tmp_path):
     assert cli(*base, "--seeds", "0", "--out", out)[0] == 0
     rc, _, err = cli(*base, "--seeds", "0", "--out", out)
     assert rc == 2 and "is not empty: pass --resume" in err
-    stored = out / "runs" / "svdd-pm-seed0.pt"
+    stored = out / "runs" / "svdd-pm-seed0" / "chunks" / "chunk-00000.parquet"
     first = stored.stat().st_mtime_ns
     rc, _, err = cli(*base, "--seeds", "0,1", "--resume", out)  # a seed added: the finished run is reused
     assert rc == 0, err
-    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-seed1.pt").exists()
+    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-seed1" / "run.json").exists()
     rc, _, err = cli("compare", "--task", "toy-motif", "--methods", "pretrained", "--num-samples", 4, "--seeds", "0",
                      "--resume", out)
     assert rc == 2 and "holds a comparison with other settings: num_samples differ(s) (the run: num_samples=8; " \
                        "now: num_samples=4)" in err, err
     rc, _, err = cli(*base, "--seeds", "0", "--overwrite", "--out", out)
     assert rc == 0, err
-    assert stored.stat().st_mtime_ns != first and not (out / "runs" / "svdd-pm-seed1.pt").exists()
+    assert stored.stat().st_mtime_ns != first and not (out / "runs" / "svdd-pm-seed1" / "run.json").exists()
 
 
 def test_one_writer_per_folder_and_a_killed_writer_leaves_no_lock(tmp_path, children):
@@ -182,7 +182,7 @@ def test_one_writer_per_folder_and_a_killed_writer_leaves_no_lock(tmp_path, chil
     assert rc == 2 and "is in use by another svdd run" in err and (run / "manifest.json").exists(), err
     p.kill()
     p.wait()
-    from svdd.runs import lock_folder, unlock_folder
+    from svdd.store import lock_folder, unlock_folder
     assert lock_folder(run)  # nothing stale: the next run takes the folder
     unlock_folder(run)
     # compare and frontier folders are locked the same way
@@ -200,13 +200,13 @@ def test_frontier_resumes_and_follows_the_folder_rules(tmp_path):
     out = tmp_path / "fr"
     base = ["frontier", "--task", "toy-motif", "--num-samples", 16, "--Ms", "1,2"]
     assert cli(*base, "--out", out)[0] == 0
-    stored = out / "runs" / "svdd-pm-M2-seed0.pt"
+    stored = out / "runs" / "svdd-pm-M2-seed0" / "chunks" / "chunk-00000.parquet"
     first, table = stored.stat().st_mtime_ns, (out / "frontier.md").read_text()
     rc, _, err = cli(*base, "--out", out)
     assert rc == 2 and "is not empty: pass --resume" in err
     rc, _, err = cli("frontier", "--task", "toy-motif", "--num-samples", 16, "--Ms", "1,2,4", "--resume", out)
     assert rc == 0, err  # an M added: the finished runs are reused
-    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-M4-seed0.pt").exists()
+    assert stored.stat().st_mtime_ns == first and (out / "runs" / "svdd-pm-M4-seed0" / "run.json").exists()
     lines = (out / "frontier.md").read_text().splitlines()
     assert all(line in lines for line in table.splitlines() if "svdd-pm | 2 |" in line)
     rc, _, err = cli(*base, "--seed", 3, "--resume", out)

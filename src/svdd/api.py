@@ -18,7 +18,8 @@ from .rewards import as_reward
 def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_samples: int = 16, seed: int = 0,
            max_batch: int | None = None, return_x0: bool = False, progress: bool | None = None, callback=None,
            reward_budget: float | None = None, auto_batch: bool = True, precision: str = "fp32",
-           dedupe: bool = True, max_reward_failures: int = 32, budget=None, **method_options) -> SampleResult:
+           dedupe: bool = True, max_reward_failures: int = 32, budget=None, batch_sizes: dict | None = None,
+           **method_options) -> SampleResult:
     """Draw ``num_samples`` reward-guided samples.
 
     Args:
@@ -37,6 +38,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
             of its first call's rows before that call runs, remembered per machine in
             ``$SVDD_CACHE/batch_sizes.json``; reported in ``result.config["batch_sizes"]``). False: chunks of exactly
             ``max_batch``.
+        batch_sizes: the chunk size of given call sites (``{"network": 128, "reward": 64}``, as
+            ``result.config["batch_sizes"]`` reports them): no timing there. `svdd.rerun` replays a run's sizes this way.
         precision: 'fp32', or 'bf16' to run the network and value nets under bf16 autocast (faster on CPUs with
             AVX-512 BF16 / AMX and on GPUs; samples then differ from fp32 ones within the tolerance the tests state;
             a CPU without native bf16 gets a warning). Rewards always run as given.
@@ -94,7 +97,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
         progress = sys.stderr.isatty()
     engine = Engine(model, reward, max_batch=max_batch, seed=seed, progress=progress, return_x0=return_x0,
                     reward_budget=None if reward_budget is None else reward_budget * num_samples,
-                    auto_batch=auto_batch, precision=precision, dedupe=dedupe, max_reward_failures=max_reward_failures, budget=budget)
+                    auto_batch=auto_batch, precision=precision, dedupe=dedupe, max_reward_failures=max_reward_failures, budget=budget,
+                    batch_sizes=batch_sizes)
     samples, rewards, diag, x0s, state = drive(method, engine, num_samples, callback)
     cost = engine.finish(num_samples)
     f = engine.failures

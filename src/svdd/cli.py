@@ -1,4 +1,7 @@
-"""Command line: ``svdd tasks``, ``svdd sample``, ``svdd compare``."""
+"""Command line: ``svdd tasks``, ``sample``, ``compare``, ``frontier``, ``report``, ``rerun``, ``train``.
+
+`sample`, `compare` and `frontier` describe their runs as `svdd.spec.RunSpec` values and run them on one executor
+(`svdd.runs.execute`): the same store, backends (local, torchrun, Ray), settings, resume and lock for all three."""
 
 from __future__ import annotations
 
@@ -202,7 +205,7 @@ def _is_run_folder(path: Path, command: str) -> bool:
     without one). Output of another command is an error naming it."""
     import json
 
-    from .runs import MANIFEST
+    from .store import MANIFEST
     if (path / MANIFEST).exists():
         try:
             kind = json.loads((path / MANIFEST).read_text()).get("kind", "sample")
@@ -224,7 +227,7 @@ def _run_dir(args) -> Path:
         raise ValueError(f"{args.command} needs --out OUT (a new run) or --resume OUT (continue the run in OUT)")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: give one of them")
-    from .runs import clear, entries, lock_folder
+    from .store import clear, entries, lock_folder
     path = Path(args.resume or args.out)
     if args.resume and not _is_run_folder(path, args.command) and entries(path):
         raise ValueError(f"--resume {str(path)!r}: no svdd {args.command} run there, and the folder is not empty")
@@ -242,32 +245,57 @@ def _run_dir(args) -> Path:
     return path
 
 
-def cmd_sample(args) -> int:
+def _spec_task(args, task):
+    """What a spec names as its task: the registered name, or the folder task's folders (absolute paths)."""
+    if not getattr(args, "prior", None):
+        return task.name
+    return {k: str(Path(getattr(args, k)).resolve()) for k in ("prior", "oracle", "eval_oracle", "value")
+            if getattr(args, k, None)}
+
+
+def _settings(args):
+    from .spec import RunSettings
+    return RunSettings(max_batch=args.max_batch, reward_budget=args.reward_budget, precision=args.precision,
+                       auto_batch=args.auto_batch, dedupe=args.dedupe, budget=args.budget)
+
+
+def _backend(args):
+    from .distributed import Backend
+    if args.engine is not None:
+        print("svdd: warning: --engine is now --backend (the old flag goes in the next release)", file=sys.stderr)
+    kind = args.backend or args.engine or "local"
+    return Backend(kind, workers=args.workers, address=args.address, gpus_per_worker=args.gpus_per_worker,
+                   reward_workers=args.reward_workers, cpus_per_reward_worker=args.cpus_per_reward_worker,
+                   write_on=args.write_on)
+
+
+def _leader_dir(args) -> Path:
+    """The output folder, checked and locked by the process that owns it (not by torchrun ranks other than 0)."""
     from .distributed import torchrun_world
-    from .runs import check_options, sample_run
+    world = torchrun_world()
+    return _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
+
+
+def cmd_sample(args) -> int:
+    from .runs import sample_run
+    from .spec import RunSpec
     task = _get_task(args)
     options = _overrides(args)
     if args.init_samples:  # a warm start: the user's sequences / molecules, refined (method refine)
         options["init_samples"] = str(Path(args.init_samples).resolve())
-    check_options(args.method, options)  # before the folder is made
+    RunSpec(_spec_task(args, task), args.method, options, 1)  # method and options checked before the folder is made
     task_options = _task_options(args, task)
-    world = torchrun_world()
-    path = _run_dir(args) if world is None or world[0] == 0 else Path(args.resume or args.out)
-    settings = {"max_batch": args.max_batch, "reward_budget": args.reward_budget, "precision": args.precision,
-                "auto_batch": args.auto_batch, "dedupe": args.dedupe, "budget": args.budget}
+    backend, settings = _backend(args), _settings(args)
+    path = _leader_dir(args)
 
     def opened(run) -> None:
         args._run = run
 
-    res = sample_run(path, task if args.prior else task.name, args.method, num_samples=args.num_samples,
-                     seed=args.seed,
-                     chunk_size=args.chunk_size, task_options=task_options, options=options,
-                     engine=args.engine, workers=args.workers, address=args.address,
-                     gpus_per_worker=args.gpus_per_worker, reward_workers=args.reward_workers,
-                     cpus_per_reward_worker=args.cpus_per_reward_worker, write_on=args.write_on,
-                     resume=bool(args.resume),
-                     overwrite=args.overwrite, progress=_progress(args), command=_resume_command(args, path),
-                     on_open=opened, **settings)
+    res = sample_run(path, _spec_task(args, task), args.method, num_samples=args.num_samples, seed=args.seed,
+                     chunk_size=args.chunk_size or 256, task_options=task_options, options=options, backend=backend,
+                     resume=bool(args.resume), overwrite=args.overwrite, progress=_progress(args),
+                     command=_resume_command(args, path), on_open=opened,
+                     **{k: v for k, v in settings.to_dict().items() if k != "batch_sizes"})
     if res is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     summary, run = res.summary(), res.config["run"]
@@ -300,7 +328,7 @@ def _resume_command(args, path: Path) -> str:
 
 
 def cmd_compare(args) -> int:
-    from .compare import check_methods, run_comparison, summarize, write_outputs
+    from .compare import comparison
     from .methods import METHODS
     task = _get_task(args)
     methods = dict(task.methods)
@@ -313,50 +341,79 @@ def cmd_compare(args) -> int:
         methods = {m: methods.get(m, {"method": m}) for m in wanted}
     overrides = _overrides(args)
     methods = _apply_overrides(methods, overrides)
-    if args.budget:  # every method that takes a budget runs under it
-        methods = {k: {**v, "budget": args.budget} if METHODS[v["method"]].honours_budget else v
-                   for k, v in methods.items()}
+    if args.budget:  # every method that takes a budget runs under it (`svdd.compare` leaves it off the others)
+        methods = {k: {**v, "budget": args.budget} for k, v in methods.items()}
     seeds = args.seeds if args.seeds else list(task.quick.get("seeds", [0, 1, 2]) if args.quick else [0, 1, 2])
     task_options = _task_options(args, task)
-    out = _run_dir(args)
-    spec = task.make(**task_options)
     n = args.num_samples if args.num_samples is not None else \
         (task.quick.get("num_samples", task.num_samples) if args.quick else task.num_samples)
-    check_methods(methods, spec)
-    _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "max_batch": args.max_batch,
-                                  "reward_budget": args.reward_budget})
-    rows = run_comparison(task, spec, methods, seeds=seeds, num_samples=n, max_batch=args.max_batch,
-                          progress=_progress(args), cache=out / "runs", reward_budget=args.reward_budget)
-    summary = summarize(rows)
     settings = {"task": task.name, "num_samples": n, "seeds": seeds, "max_batch": args.max_batch,
                 "task_options": task_options, "method_overrides": overrides, "reward_budget": args.reward_budget}
-    table = write_outputs(rows, summary, out, task, spec, settings)
+    study = comparison(_spec_task(args, task), methods, seeds=seeds, num_samples=n, settings=_settings(args),
+                       task_options=task_options, chunk_size=args.chunk_size, info={"settings": settings})
+    return _run_study(args, study)
+
+
+def _run_study(args, study) -> int:
+    """Run a comparison's or frontier's specs on the chosen backend into the output folder, then its report."""
+    from .compare import run_study
+    from .job import ChunkJob
+    backend = _backend(args)
+    tasks: dict = {}
+    for e in study.entries:  # every spec's method and options against the task, before any run or folder
+        try:
+            ChunkJob(e["spec"], tasks=tasks).method()
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"method {e['label']!r}: {exc}") from None
+    out = _leader_dir(args)
+
+    def opened(run) -> None:
+        args._run = run
+
+    got = run_study(out, study, backend=backend, progress=_progress(args), command=_resume_command(args, out),
+                    on_open=opened)
+    if got is None:  # a torchrun rank other than 0: rank 0 reports
+        return 0
+    table, written = got
     print(table)
-    print(f"\nwritten: {out}/table.md, table.csv, rewards.csv, reward_hist.png, summary.json")
+    print(f"\nwritten: {out}/{', '.join(written)}")
     return 0
 
 
-def _compare_manifest(args, out: Path, config: dict, kind: str = "compare") -> None:
-    """A comparison's (or frontier's) manifest: the settings every run in ``out/runs`` shares. A resume with other
-    settings is an error naming them; methods, seeds and M may be added (each run is stored under its own key)."""
-    import json
+def cmd_report(args) -> int:
+    """`svdd report OUT`: every table and figure of a comparison or frontier again, from its store alone."""
+    from .report import Hooks, read_study, report
+    out = Path(args.folder)
+    study = read_study(out)
+    hooks = Hooks()
+    if not args.tables_only:  # the task draws its sample files and figure (it is built; nothing is sampled)
+        from .job import ChunkJob
+        from .spec import RunSpec
+        try:
+            first = next(e for e in study["runs"] if "spec" in e)
+            task = ChunkJob(RunSpec.from_dict(first["spec"])).task
+            hooks = Hooks(task.write_samples, task.figure)
+        except Exception as exc:  # tables need no task: say why the figures are missing and go on
+            print(f"svdd: warning: the task could not be built ({type(exc).__name__}: {exc}); tables only",
+                  file=sys.stderr)
+    table, written = report(out, hooks)
+    print(table)
+    print(f"\nwritten: {out}/{', '.join(written)}")
+    return 0
 
-    from . import __version__
-    from .runs import MANIFEST, _diff, _get, atomic_write, config_hash
-    config = json.loads(json.dumps(config, default=str))
-    path = out / MANIFEST
-    if args.resume and path.exists():
-        old = json.loads(path.read_text())
-        if old.get("config_hash") != config_hash(config):
-            keys = _diff(old.get("config"), config)
-            then = ", ".join(f"{k}={_get(old.get('config'), k)!r}" for k in keys[:5])
-            now = ", ".join(f"{k}={_get(config, k)!r}" for k in keys[:5])
-            what = "comparison" if kind == "compare" else kind
-            raise ValueError(f"{out} holds a {what} with other settings: {', '.join(keys)} differ(s) (the run: "
-                             f"{then}; now: {now}). Resume it with the same settings, or start again with --overwrite")
-    manifest = {"format": 1, "kind": kind, "svdd_version": __version__, "config": config,
-                "config_hash": config_hash(config), "command": _resume_command(args, out)}
-    atomic_write(path, json.dumps(manifest, indent=2).encode())
+
+def cmd_rerun(args) -> int:
+    """`svdd rerun RUN --out NEW`: the run in RUN again from its spec alone; says whether the samples are equal."""
+    from .runs import rerun
+    if not args.out:
+        raise ValueError("rerun writes a new run: give --out NEW (and --overwrite to replace a run there)")
+    args.resume = None
+    out = _run_dir(args)
+    res = rerun(args.folder, out, progress=_progress(args), overwrite=args.overwrite, backend=_backend(args))
+    same = res.config["rerun"]["same_samples"]
+    word = {True: "the same samples as", False: "OTHER samples than", None: "samples; there are none to compare in"}
+    print(f"rerun of {args.folder}: {len(res.samples)} {word[same]} the stored run; written to {out}")
+    return 0 if same is not False else 1
 
 
 def cmd_train(args) -> int:
@@ -391,7 +448,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_frontier(args) -> int:
-    from .compare import FAMILIES, run_budget_frontier, run_frontier
+    from .compare import FAMILIES, budget_frontier, frontier
     from .methods.base import check_alpha
     task = _get_task(args)
     bad = sorted(set(_overrides(args)) - {"alpha"})
@@ -406,32 +463,23 @@ def cmd_frontier(args) -> int:
     if args.alpha is not None:
         check_alpha(args.alpha, positive=True)
     task_options = _task_options(args, task)
-    out = _run_dir(args)
-    spec = task.make(**task_options)
+    built = task.make(**task_options)  # its step count and value net decide the plan
+    smc_alpha = args.alpha if args.alpha is not None else task.methods.get("smc", {}).get("alpha", 1.0)
+    common = {"settings": _settings(args), "task_options": task_options, "chunk_size": args.chunk_size,
+              "smc_alpha": smc_alpha, "value_net": built.value_net is not None}
     if args.budgets:  # every method at the same budgets
-        n = args.num_samples if args.num_samples is not None else 32
-        seeds = args.seeds or [0, 1, 2]
         families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(FAMILIES)
-        _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seeds": seeds, "kind": args.budget_kind,
-                                      "max_batch": args.max_batch, "alpha": args.alpha}, kind="frontier")
-        table = run_budget_frontier(task, spec, args.budgets, families, seeds=seeds, num_samples=n,
-                                    max_batch=args.max_batch, out=out, progress=_progress(args),
-                                    smc_alpha=args.alpha, kind=args.budget_kind)
-        written = "budget_frontier.md, budget_frontier.csv, budget_frontier.png"
+        study = budget_frontier(_spec_task(args, task), args.budgets, families, seeds=args.seeds or [0, 1, 2],
+                                num_samples=args.num_samples or 32, num_steps=built.model.num_steps,
+                                kind=args.budget_kind, **common)
     else:
-        n = args.num_samples if args.num_samples is not None else 64
-        _compare_manifest(args, out, {"task": spec.config, "num_samples": n, "seed": args.seed,
-                                      "max_batch": args.max_batch, "reward_budget": args.reward_budget},
-                          kind="frontier")
-        table = run_frontier(task, spec, args.Ms, num_samples=n, seed=args.seed, max_batch=args.max_batch, out=out,
-                             progress=_progress(args), smc_alpha=args.alpha, reward_budget=args.reward_budget)
-        written = "frontier.md, frontier.csv, frontier.png"
-    print(table)
-    print(f"\nwritten: {out}/{written}")
-    return 0
+        study = frontier(_spec_task(args, task), args.Ms, seed=args.seed, num_samples=args.num_samples or 64,
+                         **common)
+    return _run_study(args, study)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .methods import METHODS
     p = argparse.ArgumentParser(prog="svdd", description="Reward-guided sampling from pre-trained diffusion models.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("tasks", help="list registered tasks").set_defaults(func=cmd_tasks)
@@ -462,43 +510,50 @@ def build_parser() -> argparse.ArgumentParser:
                              "network_calls (denoiser + value net rows) and/or seconds, e.g. reward_calls=40")
         sp.add_argument("--out", required=out_required, help="output folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        execution(sp)
+
+    def execution(sp, chunk_help="samples per chunk of each run (default: one chunk per run)"):
+        """How runs execute: the same flags on sample, compare, frontier and rerun."""
+        sp.add_argument("--chunk-size", type=_positive, default=None,
+                        help=chunk_help + "; each finished chunk is written at once, so an interrupted run resumes "
+                        "from it; chunk k > 0 draws from a seed derived from (seed, k)")
+        sp.add_argument("--backend", choices=("local", "ray"), default=None,
+                        help="where chunks run: this process (default; under torchrun, this rank's share) or Ray "
+                             "actors; a comparison's runs share them")
+        sp.add_argument("--engine", choices=("local", "ray"), default=None, help=argparse.SUPPRESS)  # old name
+        sp.add_argument("--workers", type=_positive, default=2, help="Ray actors (--backend ray)")
+        sp.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--backend ray; default: local)")
+        sp.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (--backend ray)")
+        sp.add_argument("--reward-workers", type=_int_at_least(0), default=0,
+                        help="evaluate the reward in this many separate Ray actors shared by the model workers "
+                             "(--backend ray; for a slow reward such as docking); 0: each model worker calls its own")
+        sp.add_argument("--cpus-per-reward-worker", type=float, default=1.0, help="CPUs per reward actor (--backend ray)")
+        sp.add_argument("--write-on", choices=("workers", "driver"), default="workers",
+                        help="who writes the chunk files (--backend ray): the workers (default; OUT on a file system "
+                             "they all see) or this driver (workers on machines without OUT)")
+        if sp.prog.split()[-1] == "rerun":
+            return
+        sp.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
+        sp.add_argument("--no-auto-batch", dest="auto_batch", action="store_false",
+                        help="chunks of exactly --max-batch rows instead of the fastest measured size")
+        sp.add_argument("--no-dedupe", dest="dedupe", action="store_false",
+                        help="evaluate every candidate row, also identical ones (token models)")
 
     s = sub.add_parser("sample", help="run one method on one task", description="Run one method on one task. "
                        "Method options rule: --M, --alpha and --set are options of --method; one it does not have "
                        "is an error naming it.")
     common(s, out_required=False)
-    s.add_argument("--method", default="svdd",
-                   help="pretrained, best-of-n, svdd, smc, svdd-r, dps, beam, branch-select, tree, refine")
+    s.add_argument("--method", default="svdd", help="one of: " + ", ".join(METHODS))
     s.add_argument("--init-samples", default=None, metavar="FILE",
                    help="--method refine: start from these samples instead of noise (the task's format: FASTA for "
                         "sequence tasks, one SMILES per line for molecules); one refined sample per given one")
-    s.add_argument("--chunk-size", type=_positive, default=256,
-                   help="samples per chunk (default 256): each finished chunk is written to OUT/chunks at once, so an "
-                        "interrupted run resumes from it; chunk k > 0 draws from a seed derived from (seed, k)")
     s.add_argument("--resume", metavar="OUT", default=None,
                    help="continue the run in OUT (same options): finished chunks are checked and kept, the rest run; "
                         "starts the run when OUT holds none yet")
     s.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
-    s.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where chunks run: this process (default; under torchrun, this rank's share) or Ray actors")
-    s.add_argument("--workers", type=_positive, default=2, help="Ray actors (--engine ray)")
-    s.add_argument("--address", default=None, help="Ray cluster address, e.g. auto (--engine ray; default: local)")
-    s.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Ray actor (--engine ray)")
-    s.add_argument("--reward-workers", type=_int_at_least(0), default=0,
-                   help="evaluate the reward in this many separate Ray actors shared by the model workers (--engine "
-                        "ray; for a slow reward such as docking); 0: each model worker calls its own")
-    s.add_argument("--cpus-per-reward-worker", type=float, default=1.0, help="CPUs per reward actor (--engine ray)")
-    s.add_argument("--write-on", choices=("workers", "driver"), default="workers",
-                   help="who writes the chunk files (--engine ray): the workers (default; OUT on a file system they "
-                        "all see) or this driver (workers on machines without OUT)")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="bf16: network and value nets under bf16 autocast (rewards stay as they are)")
-    s.add_argument("--no-auto-batch", dest="auto_batch", action="store_false",
-                   help="chunks of exactly --max-batch rows instead of the fastest measured size")
-    s.add_argument("--no-dedupe", dest="dedupe", action="store_false",
-                   help="evaluate every candidate row, also identical ones (token models)")
-    s.set_defaults(func=cmd_sample)
+    s.set_defaults(func=cmd_sample)  # --chunk-size: 256 samples per chunk when not given
     c = sub.add_parser("compare", help="run several methods on one task and write a table and a histogram",
                        description="Run several methods on one task; write a table and a histogram. Method options "
                        "rule: --M, --alpha and --set KEY=VALUE override that option in every compared method that has "
@@ -538,6 +593,23 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seeds", type=_int_list("seeds", 0, 2 ** 62), default=None,
                    help="comma-separated seeds of --budgets (default 0,1,2)")
     f.set_defaults(func=cmd_frontier)
+    r = sub.add_parser("report", help="write the tables and figures of a comparison or frontier again, from its runs",
+                       description="Every table and figure of `svdd compare` / `svdd frontier` output, from its run "
+                       "folders alone (nothing is sampled).")
+    r.add_argument("folder", help="the output folder of svdd compare or svdd frontier")
+    r.add_argument("--tables-only", action="store_true",
+                   help="tables, CSVs and plots only (no sample files or sample figure: the task is not built)")
+    r.set_defaults(func=cmd_report, resume=None, out=None)
+    rr = sub.add_parser("rerun", help="run a stored run again from its run.json alone (same samples on CPU)",
+                        description="Rebuild the run in FOLDER from its spec (run.json or manifest.json) -- task, "
+                        "method and options, settings, seed, sizes, the chunk sizes it used -- run it into --out and "
+                        "say whether the samples equal the stored ones (exit status 1 when they differ).")
+    rr.add_argument("folder", help="a run folder of svdd sample (or one run of a comparison: OUT/runs/<run>)")
+    rr.add_argument("--out", required=True, help="the new run folder")
+    rr.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    rr.add_argument("--quiet", action="store_true", help="no progress bars")
+    execution(rr)
+    rr.set_defaults(func=cmd_rerun, resume=None)
     t = sub.add_parser("train", help="train a prior, an oracle or a value net from your own sequences",
                        description="Train the folders of a folder task from your own FASTA / CSV files; then "
                        "`svdd sample|compare|frontier --prior DIR --oracle DIR [--eval-oracle DIR] [--value DIR]`.")
@@ -591,10 +663,10 @@ def _interrupted(args) -> str:
                 f"{run.manifest.get('command') or 'the same command with --resume ' + str(run.path)}")
     if args.command in ("compare", "frontier"):
         out = Path(args.resume or args.out)
-        done = sorted((out / "runs").glob("*.pt")) if (out / "runs").is_dir() else []
+        done = [p for p in (out / "runs").iterdir() if (p / "run.json").exists()] if (out / "runs").is_dir() else []
         what = "(method, seed) run(s)" if args.command == "compare" else "run(s)"
-        return (f"interrupted: {len(done)} finished {what} are kept in {out / 'runs'}; resume with: "
-                f"{_resume_command(args, out)}")
+        return (f"interrupted: {len(done)} finished {what} are kept in {out / 'runs'} (and the finished chunks of "
+                f"the others); resume with: {_resume_command(args, out)}")
     if args.command == "train" and args.what == "prior":
         return (f"interrupted: the last checkpoint is kept in {args.out}; continue with the same command and "
                 "--resume")

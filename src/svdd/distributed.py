@@ -1,14 +1,15 @@
-"""Spreading a run's chunks over processes and machines, with existing engines: torchrun and Ray.
+"""Execution backends: the chunks of one or several runs in this process, over torchrun ranks, or on Ray actors.
 
-Chunks are pure functions of (config, chunk seed) and every finished chunk is a file in the run folder, so any
+Chunks are pure functions of (config, chunk seed) and every finished chunk is a file in its run folder, so any
 process may run any chunk and the merged output is the same as one process's (for batch-invariant networks; see
-the README's reproducibility notes). The run folder must be on a file system every process sees.
+the docs' reproducibility notes). The run folders must be on a file system every process sees. `svdd sample`,
+`svdd compare` and `svdd frontier` all run on these backends (a comparison's runs share one pool of workers).
 
-* torchrun (``torchrun --nproc-per-node K -m svdd sample ...``): rank r runs the unfinished chunks k with
-  k % K == r; rank 0 opens the folder first, shows the progress bar and merges at the end. Gloo backend (CPU; with
-  ``--device cuda`` rank r uses cuda:LOCAL_RANK).
-* Ray (``svdd sample --engine ray [--address auto] --workers K [--gpus-per-worker G]``): K actors each build the task
-  once and run chunks handed out by the driver, writing their files themselves; the driver shows progress and merges.
+* torchrun (``torchrun --nproc-per-node K -m svdd sample|compare|frontier ...``): the k-th chunk of all the runs is
+  rank k % K's; rank 0 opens the folders first, shows the progress bar and merges at the end. Gloo backend (CPU;
+  with ``--device cuda`` rank r uses cuda:LOCAL_RANK).
+* Ray (``--backend ray [--address auto] --workers K [--gpus-per-worker G]``): K actors each build the task once
+  and run chunks handed out by the driver, writing their files themselves; the driver shows progress and merges.
   With ``--reward-workers R`` the reward runs in R further actors shared by the model workers (a slow reward such as
   docking gets its own CPUs, or its own machines, apart from the networks): each model worker keeps the task's reward
   cache and sends only the rows it misses, split over the R actors.
@@ -17,10 +18,12 @@ the README's reproducibility notes). The run folder must be on a file system eve
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
+from .job import ChunkJob, task_key
 from .rewards import Reward
-from .runs import RunFolder, SampleJob
+from .store import RunFolder
 
 
 def torchrun_world() -> tuple[int, int, int] | None:
@@ -33,9 +36,59 @@ def torchrun_world() -> tuple[int, int, int] | None:
     return int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def run_torchrun(open_run, job: SampleJob, progress: bool) -> RunFolder | None:
-    """Run this rank's share of the chunks. ``open_run(resume_only)`` opens the run folder (rank 0 first, as asked;
-    the others then join the run it opened). Returns the folder on rank 0 after every rank finished, else None."""
+@dataclass(frozen=True)
+class Backend:
+    """Where a run's chunks execute: ``kind`` 'local' (this process; under torchrun, this rank's share) or 'ray'
+    (``workers`` actors with ``gpus_per_worker`` GPUs each, on the cluster at ``address`` or a local one; the reward
+    in ``reward_workers`` further actors of ``cpus_per_reward_worker`` CPUs; chunk files written by the workers or,
+    ``write_on='driver'``, by this process). Not part of a run's spec: every backend gives the same samples."""
+
+    kind: str = "local"
+    workers: int = 2
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    reward_workers: int = 0
+    cpus_per_reward_worker: float = 1.0
+    write_on: str = "workers"
+
+    def __post_init__(self):
+        if self.kind not in ("local", "ray"):
+            raise ValueError(f"backend must be 'local' or 'ray', got {self.kind!r}")
+        if (self.reward_workers or self.write_on != "workers") and self.kind != "ray":
+            raise ValueError(f"reward_workers={self.reward_workers} and write_on={self.write_on!r} are options of the "
+                             "'ray' backend")
+        if self.write_on not in ("workers", "driver"):
+            raise ValueError(f"write_on must be 'workers' or 'driver', got {self.write_on!r}")
+        if not (isinstance(self.cpus_per_reward_worker, (int, float)) and self.cpus_per_reward_worker > 0):
+            raise ValueError(f"cpus_per_reward_worker must be a number > 0, got {self.cpus_per_reward_worker!r}")
+
+
+Item = tuple[int, dict]  # (which run, its chunk)
+
+
+def pending(runs: list[RunFolder]) -> list[Item]:
+    """The unfinished chunks of several runs, in a fixed order (run by run, chunk by chunk)."""
+    return [(r, c) for r, run in enumerate(runs) for c in run.chunks if not run.done(c["chunk"])]
+
+
+def run_local(runs: list[RunFolder], jobs: list[ChunkJob], progress: bool = False) -> int:
+    """Run every unfinished chunk of ``runs`` in this process, each written as soon as it is done. Returns how many
+    ran."""
+    from tqdm.auto import tqdm
+    todo = pending(runs)
+    total = sum(len(r.chunks) for r in runs)
+    bar = tqdm(total=total, initial=total - len(todo), desc="chunks", disable=not progress)
+    for r, c in todo:
+        runs[r].write_chunk(c["chunk"], **jobs[r](c))
+        bar.update()
+    bar.close()
+    return len(todo)
+
+
+def run_torchrun(open_runs, jobs: list[ChunkJob], progress: bool) -> list[RunFolder] | None:
+    """Run this rank's share of the chunks of several runs: the k-th chunk of the whole list (finished or not) is
+    rank k % world's. ``open_runs(join)`` opens the run folders (rank 0 first, as asked; the others then join the
+    runs it opened). Returns the folders on rank 0 after every rank finished, else None."""
     from datetime import timedelta
 
     import torch.distributed as dist
@@ -43,10 +96,10 @@ def run_torchrun(open_run, job: SampleJob, progress: bool) -> RunFolder | None:
     rank, world, _ = torchrun_world()
     dist.init_process_group("gloo", timeout=timedelta(days=7))  # ranks with fewer chunks wait at the barrier
     try:
-        run, failure = None, None
+        runs, failure = None, None
         if rank == 0:
             try:
-                run = open_run(False)
+                runs = open_runs(False)
             except Exception as exc:  # tell the other ranks, who would otherwise wait at the barrier
                 failure = exc
         box = [None if failure is None else f"{type(failure).__name__}: {failure}"]
@@ -56,15 +109,16 @@ def run_torchrun(open_run, job: SampleJob, progress: bool) -> RunFolder | None:
         if box[0] is not None:
             raise SystemExit(0)  # rank 0 reports the error
         if rank != 0:
-            run = open_run(True)
-        mine = [c for c in run.chunks if c["chunk"] % world == rank and not run.done(c["chunk"])]
+            runs = open_runs(True)
+        every = [(r, c) for r, run in enumerate(runs) for c in run.chunks]
+        mine = [(r, c) for k, (r, c) in enumerate(every) if k % world == rank and not runs[r].done(c["chunk"])]
         bar = tqdm(total=len(mine), desc=f"chunks (rank 0 of {world})", disable=not (progress and rank == 0))
-        for c in mine:
-            run.write_chunk(c["chunk"], **job(c))
+        for r, c in mine:
+            runs[r].write_chunk(c["chunk"], **jobs[r](c))
             bar.update()
         bar.close()
         dist.barrier()
-        return run if rank == 0 else None
+        return runs if rank == 0 else None
     finally:
         dist.destroy_process_group()
 
@@ -74,10 +128,12 @@ class _RewardWorker:
     a `CachedReward` (the model workers keep the cache). Built without the task's device option: the networks it
     also builds stay on the CPU, unused."""
 
-    def __init__(self, job: SampleJob):
+    def __init__(self, job: ChunkJob):
+        import dataclasses
+
         from .rewards.cache import CachedReward
-        options = {k: v for k, v in job.task_options.items() if k != "device"}
-        reward = SampleJob(job.task, options, job.method, job.options, job.settings).spec.reward
+        options = {k: v for k, v in job.spec.task_options.items() if k != "device"}
+        reward = ChunkJob(dataclasses.replace(job.spec, task_options=options)).task.reward
         self.reward = reward.reward if isinstance(reward, CachedReward) else reward
 
     def evaluate(self, x):
@@ -140,71 +196,75 @@ class RemoteReward(Reward):
 
 
 class _ChunkWorker:
-    """A Ray actor: builds the task once, then runs chunks and writes their files into the run folder."""
+    """A Ray actor: runs chunks of any run it is handed (building each task once) and writes their files."""
 
-    def __init__(self, job: SampleJob, path: str, manifest: dict[str, Any]):
-        from pathlib import Path
-        self.job, self.run = job, RunFolder(Path(path), manifest)
+    def __init__(self, reward_pool=None):
+        self.tasks, self.reward_pool = {}, reward_pool
 
-    def run_chunk(self, chunk: dict[str, int], write: bool = True):
+    def run_chunk(self, job: ChunkJob, path: str, manifest: dict[str, Any], chunk: dict[str, int], write: bool = True):
         """Run a chunk and write its file (``write``), or return its contents for the driver to write (workers on
         machines that do not see the run folder)."""
-        out = self.job(chunk)
+        from pathlib import Path
+        job.tasks, job.reward_pool = self.tasks, self.reward_pool
+        out = job(chunk)
         if not write:
             return out
-        self.run.write_chunk(chunk["chunk"], **out)
+        RunFolder(Path(path), manifest).write_chunk(chunk["chunk"], **out)
         return chunk["chunk"]
 
 
-def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | None = None,
-            gpus_per_worker: float = 0.0, reward_workers: int = 0, cpus_per_reward_worker: float = 1.0,
-            write_on: str = "workers", progress: bool = False) -> int:
-    """Run the unfinished chunks of ``run`` on ``workers`` Ray actors (one chunk at a time each), with the reward in
-    ``reward_workers`` separate actors when asked. Each chunk file is written by its worker (``write_on='workers'``:
-    the folder is on a file system every worker sees) or by this driver from what the worker returns
-    (``'driver'``). Returns how many chunks ran. Starts a local Ray instance unless one is running or ``address``
-    names a cluster."""
+def run_ray(runs: list[RunFolder], jobs: list[ChunkJob], backend: Backend, progress: bool = False) -> int:
+    """Run the unfinished chunks of ``runs`` on ``backend.workers`` Ray actors (one chunk at a time each), with the
+    reward in ``backend.reward_workers`` separate actors when asked. Each chunk file is written by its worker
+    (``write_on='workers'``: the folders are on a file system every worker sees) or by this driver from what the
+    worker returns (``'driver'``). Returns how many chunks ran. Starts a local Ray instance unless one is running or
+    ``backend.address`` names a cluster."""
     try:
         import ray
     except ImportError:
-        raise ValueError("--engine ray needs Ray: pip install 'svdd[ray]'") from None
+        raise ValueError("the Ray backend needs Ray: pip install 'svdd[ray]'") from None
     from tqdm.auto import tqdm
-    if write_on not in ("workers", "driver"):
-        raise ValueError(f"write_on must be 'workers' or 'driver', got {write_on!r}")
-    if not (isinstance(cpus_per_reward_worker, (int, float)) and cpus_per_reward_worker > 0):
-        raise ValueError(f"cpus_per_reward_worker must be a number > 0, got {cpus_per_reward_worker!r}")
+    b = backend
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=b.address, include_dashboard=False, log_to_driver=False)
     have = ray.cluster_resources()
-    need = {"CPU": workers + reward_workers * cpus_per_reward_worker, "GPU": workers * gpus_per_worker}
+    need = {"CPU": b.workers + b.reward_workers * b.cpus_per_reward_worker, "GPU": b.workers * b.gpus_per_worker}
     for name, total in need.items():
         if total > have.get(name, 0.0):
-            raise ValueError(f"--workers {workers}{f' and --reward-workers {reward_workers}' if reward_workers else ''} "
+            raise ValueError(f"--workers {b.workers}{f' and --reward-workers {b.reward_workers}' if b.reward_workers else ''} "
                              f"need {total:g} {name}s, but the Ray cluster has {have.get(name, 0.0):g}: use fewer "
                              "workers (the extra ones would never start)")
-    todo = [c for c in run.chunks if not run.done(c["chunk"])]
-    rewarders = []
-    if reward_workers and todo:
-        rewarders = [ray.remote(num_cpus=cpus_per_reward_worker)(_RewardWorker).remote(job)
-                     for _ in range(reward_workers)]
-        job = copy_job(job, RayRewardPool(rewarders))
-    actor = ray.remote(num_cpus=1, num_gpus=gpus_per_worker)(_ChunkWorker)
-    pool = [actor.remote(job, str(run.path.resolve()), run.manifest) for _ in range(min(workers, max(len(todo), 1)))]
-    bar = tqdm(total=len(run.chunks), initial=len(run.chunks) - len(todo), desc="chunks (ray)", disable=not progress)
-    pending, queue = {}, list(todo)
+    todo = pending(runs)
+    tasks = {task_key(j.spec) for j in jobs}
+    if b.reward_workers and len(tasks) > 1:
+        raise ValueError("reward workers serve one task: run the tasks one at a time")
+    rewarders, pool_of_rewards = [], None
+    if b.reward_workers and todo:
+        rewarders = [ray.remote(num_cpus=b.cpus_per_reward_worker)(_RewardWorker).remote(jobs[0])
+                     for _ in range(b.reward_workers)]
+        pool_of_rewards = RayRewardPool(rewarders)
+    actor = ray.remote(num_cpus=1, num_gpus=b.gpus_per_worker)(_ChunkWorker)
+    pool = [actor.remote(pool_of_rewards) for _ in range(min(b.workers, max(len(todo), 1)))]
+    total = sum(len(r.chunks) for r in runs)
+    bar = tqdm(total=total, initial=total - len(todo), desc="chunks (ray)", disable=not progress)
+    waiting, queue = {}, list(todo)
+    write = b.write_on == "workers"
+
+    def submit(a):
+        r, c = queue.pop(0)
+        waiting[a.run_chunk.remote(jobs[r], str(runs[r].path.resolve()), runs[r].manifest, c, write)] = (a, r, c)
+
     try:
-        write = write_on == "workers"
         for a in pool:
             if queue:
-                c = queue.pop(0)
-                pending[a.run_chunk.remote(c, write)] = (a, c)
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            a, c = pending.pop(ref)
+                submit(a)
+        while waiting:
+            (ref,), _ = ray.wait(list(waiting), num_returns=1)
+            a, r, c = waiting.pop(ref)
             try:
                 got = ray.get(ref)  # a worker's error stops the run here (finished chunks stay in the folder)
                 if not write:
-                    run.write_chunk(c["chunk"], **got)
+                    runs[r].write_chunk(c["chunk"], **got)
             except ray.exceptions.RayTaskError as exc:  # the worker's own exception (e.g. a RunError naming the reward)
                 raise exc.as_instanceof_cause() from None
             except ray.exceptions.RayActorError as exc:
@@ -213,18 +273,9 @@ def run_ray(run: RunFolder, job: SampleJob, *, workers: int = 2, address: str | 
                                "code?); finished chunks are kept: resume the run") from None
             bar.update()
             if queue:
-                c = queue.pop(0)
-                pending[a.run_chunk.remote(c, write)] = (a, c)
+                submit(a)
     finally:
         bar.close()
         for a in pool + rewarders:
             ray.kill(a)
     return len(todo)
-
-
-def copy_job(job: SampleJob, pool: RayRewardPool) -> SampleJob:
-    """The job with its reward evaluated by ``pool`` (the run's config, and so its chunks, are the same)."""
-    import copy
-    out = copy.copy(job)
-    out._spec, out.reward_pool = None, pool
-    return out

@@ -25,35 +25,12 @@ from typing import Any, Callable
 import torch
 
 from .allocator import tune_heap
+from .cost import Cost
 from .errors import RewardUnavailable, RunError
 from .models.base import Tensor
 from .rewards import Reward, check_output
 
 SEED_OFFSETS = {"model": 0, "select": 0x5E1EC7, "value": 0x7A1E}
-
-
-@dataclass
-class Cost:
-    """Cost counters of one run (totals over all samples; see ``per_sample``)."""
-
-    network_evals: int = 0
-    reward_evals: int = 0  # distinct rows the engine asked the reward for
-    value_evals: int = 0
-    gradient_evals: int = 0
-    wall_seconds: float = 0.0
-    num_samples: int = 1
-    reward_calls: int = 0  # reward calls this run needs: reward_evals minus its repeats answered by a reward cache
-    cache_hits: int = 0  # rows a reward cache answered because this run had asked for them before
-    stored_hits: int = 0  # of reward_calls, those a cache answered from earlier runs / other processes (no work done)
-    reward_seconds: float = 0.0  # wall time inside the reward
-
-    def per_sample(self) -> dict[str, float]:
-        n = max(self.num_samples, 1)
-        return {"network_evals": self.network_evals / n, "reward_evals": self.reward_evals / n,
-                "value_evals": self.value_evals / n, "gradient_evals": self.gradient_evals / n,
-                "wall_seconds": self.wall_seconds / n, "reward_calls": self.reward_calls / n,
-                "cache_hits": self.cache_hits / n, "stored_hits": self.stored_hits / n,
-                "reward_seconds": self.reward_seconds / n}
 
 
 @dataclass
@@ -143,11 +120,16 @@ class BatchTuner:
         n = x.shape[0]
         if self.choice is None and n >= 2 * self.SIZES[0]:
             self.calibrate(fn, x)
-        s = self.choice or self.upper
-        cuts = list(range(0, n, s)) + [n]
-        if len(cuts) > 2 and n - cuts[-2] == 1 and s < self.upper:
-            del cuts[-2]  # no chunk of one row (CPU kernels may round it differently): the previous one takes it
+        cuts = self.cuts(n, self.choice or self.upper, self.upper)
         return [fn(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+
+    @staticmethod
+    def cuts(n: int, size: int, upper: int) -> list[int]:
+        """Chunk boundaries of n rows in chunks of ``size`` (at most ``upper``)."""
+        cuts = list(range(0, n, size)) + [n]
+        if len(cuts) > 2 and n - cuts[-2] == 1 and size < upper:
+            del cuts[-2]  # no chunk of one row (CPU kernels may round it differently): the previous one takes it
+        return cuts
 
     def calibrate(self, fn: Callable[[Tensor], Tensor], x: Tensor) -> int:
         top = min(self.upper, x.shape[0])
@@ -237,15 +219,14 @@ class BatchSizeStore:
 
     def put(self, key: str, size: int) -> None:
         import json
-        import os
+
+        from .io import atomic_write
         data = self._read()
         data[key] = int(size)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
+            atomic_write(self.path, json.dumps(data, indent=1, sort_keys=True).encode())
         except OSError:  # a read-only cache folder: the size holds for this process only
-            tmp.unlink(missing_ok=True)
+            pass
 
 
 _TUNERS: dict[tuple, tuple[Any, BatchTuner]] = {}  # shared by the runs of one process: calibrate once per site
@@ -324,7 +305,8 @@ class Engine:
 
     def __init__(self, model: Any, reward: Reward, *, max_batch: int | None = None, seed: int = 0, progress: bool = False,
                  return_x0: bool = False, reward_budget: float | None = None, auto_batch: bool = True,
-                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32, budget=None):
+                 precision: str = "fp32", dedupe: bool = True, max_reward_failures: int = 32, budget=None,
+                 batch_sizes: dict[str, int | None] | None = None):
         if max_batch is not None and (not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1):
             raise ValueError(f"max_batch must be a positive int or None, got {max_batch!r}")
         if precision not in ("fp32", "bf16"):
@@ -351,6 +333,9 @@ class Engine:
         self.few_syncs = torch.device(getattr(model, "device", "cpu")).type in self.FEW_SYNCS_DEVICES
         self._pending: list[tuple[Tensor, tuple]] = []  # queued checks: (device-side flags, what to do with them)
         self._tuners: dict[str, BatchTuner] = {}
+        # chunk sizes given per call site (a rerun replays the sizes its run used); other sites are measured
+        self._given_sizes = {k: v for k, v in (batch_sizes or {}).items() if v is not None}
+        self._used_given: dict[str, int] = {}
         if reward_budget is not None and not (isinstance(reward_budget, (int, float)) and reward_budget >= 0):
             raise ValueError(f"reward_budget must be a number >= 0 (real reward calls) or None, got {reward_budget!r}")
         self.reward_budget = reward_budget  # the most real reward calls guidance may spend in this run
@@ -398,7 +383,12 @@ class Engine:
         inverse = None
         if dedupe and self.dedupe and self.discrete and x.shape[0] > 1:
             x, inverse = unique_rows(x, hashed=self.few_syncs)
-        if self.auto_batch and tune:
+        given = self._given_sizes.get(site) if tune else None
+        if given is not None:
+            self._used_given[site] = given
+            cuts = BatchTuner.cuts(x.shape[0], given, max(given, self.max_batch))  # as the tuner cut them
+            outs = [fn(x[a:b]) for a, b in zip(cuts[:-1], cuts[1:])]
+        elif self.auto_batch and tune:
             tuner = self._tuners[site] = _tuner(site, owner, x, self.max_batch,
                                                 self.precision if site != "reward" else "fp32")  # rewards run as given
             if tuner.choice is None and x.shape[0] >= 2 * tuner.SIZES[0]:
@@ -420,7 +410,7 @@ class Engine:
 
     def batch_sizes(self) -> dict[str, int | None]:
         """The chunk size each call site settled on (None: still measuring when the run ended)."""
-        return {site: t.choice for site, t in self._tuners.items()}
+        return {**{site: t.choice for site, t in self._tuners.items()}, **self._used_given}
 
     def predict(self, x: Tensor, i: int, parents: tuple[Tensor, Tensor] | None = None) -> Tensor:
         """Network output of states ``x`` at level ``i``. ``parents=(px, ppred)``: x holds x.shape[0] // len(px)

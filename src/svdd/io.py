@@ -1,4 +1,5 @@
-"""Saving and loading shipped networks: weights as safetensors, constructor config and training record as JSON."""
+"""The bottom layer: atomic writes, content hashes, config hashes and diffs, and saving / loading networks (weights as
+safetensors, constructor config and training record as JSON). Imports nothing else of svdd."""
 
 from __future__ import annotations
 
@@ -92,3 +93,70 @@ def cache_dir() -> Path:
     d = Path(os.environ.get("SVDD_CACHE", Path.home() / ".cache" / "svdd"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def atomic_write(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file: flushed, fsync'ed, renamed, and the folder fsync'ed."""
+    import uuid
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")  # unique across processes and hosts
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # no torn temporary file stays behind (disk full, interrupted)
+        raise
+    try:
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:  # folders cannot be fsync'ed on some systems
+        pass
+
+
+def canonical_json(obj: Any) -> str:
+    """The JSON text hashes are taken over: sorted keys, non-JSON values by their ``str``."""
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def config_hash(config: Any) -> str:
+    """First 16 hex digits of a sha256 over a config's canonical JSON."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
+
+
+def config_diff(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two JSON-like configs differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b), key=str):
+            out += config_diff(a.get(k, "<absent>"), b.get(k, "<absent>"), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [prefix.rstrip(".")]
+
+
+def dotted_get(config: Any, dotted: str) -> Any:
+    """The value at a dotted key of a nested dict (``"<absent>"`` where there is none)."""
+    for key in dotted.split("."):
+        if not isinstance(config, dict) or key not in config:
+            return "<absent>"
+        config = config[key]
+    return config
+
+
+def describe_diff(old: Any, new: Any, limit: int = 5) -> str:
+    """``"k1, k2 differ(s) (the run: k1=..; now: k1=..)"``: the keys where two configs differ, with both values."""
+    keys = config_diff(old, new) or ["(format)"]
+    then = ", ".join(f"{k}={dotted_get(old, k)!r}" for k in keys[:limit])
+    now = ", ".join(f"{k}={dotted_get(new, k)!r}" for k in keys[:limit])
+    return f"{', '.join(keys)} differ(s) (the run: {then}; now: {now})"
+
+
+def plain_options(opts: dict[str, Any]) -> dict[str, Any]:
+    """Options as JSON-able values (objects such as value nets by their type name)."""
+    plain = (int, float, str, bool, type(None), list, tuple)
+    return {k: (v if isinstance(v, plain) else type(v).__name__) for k, v in opts.items()}

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from .engine import Cost
+from .cost import Cost
 
 Tensor = torch.Tensor
 
@@ -77,7 +77,7 @@ class SampleResult:
         """Write samples.pt, rewards.csv and run.json (config, cost, summary) into ``folder``."""
         import io
 
-        from .runs import atomic_write
+        from .io import atomic_write
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()

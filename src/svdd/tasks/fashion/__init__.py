@@ -93,7 +93,7 @@ def test_feature_stats(target: int | None = None) -> tuple[torch.Tensor, torch.T
     if key not in _CACHE:
         from safetensors.torch import save
         from ...io import cache_dir, load_tensors, tensor_hash, weights_hash
-        from ...runs import atomic_write
+        from ...io import atomic_write
         from .data import load_split
         x, y = load_split("test")
         x = x if target is None else x[y == target]

@@ -90,7 +90,7 @@ def write_outputs(folder: Path, seqs: list[str], rewards: dict[str, torch.Tensor
     import csv
     import io
 
-    from ...runs import atomic_write
+    from ...io import atomic_write
     from .data import write_fasta
     comments = [" ".join(f"{k}={float(v[j]):.4g}".replace(" ", "_") for k, v in rewards.items())
                 for j in range(len(seqs))]

@@ -97,7 +97,7 @@ def read_fasta(path: str | Path) -> tuple[list[str], list[str]]:
 
 
 def write_fasta(path: str | Path, names: list[str], seqs: list[str], comments: list[str] | None = None) -> None:
-    from ...runs import atomic_write
+    from ...io import atomic_write
     lines = [f">{n}{' ' + c if comments else ''}\n{s}\n" for n, s, c in
              zip(names, seqs, comments or [""] * len(names))]
     atomic_write(Path(path), "".join(lines).encode())

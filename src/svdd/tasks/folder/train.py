@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 from ...io import save_module
-from ...runs import atomic_write, entries
+from ...io import atomic_write
+from ...store import entries
 from ...training import load_checkpoint, mdlm_loss, save_checkpoint, warmup_cosine
 from .data import Alphabet, read_fasta, read_table, split
 from .networks import SeqDenoiser, SeqOracle, SeqValueNet
@@ -35,7 +36,7 @@ def _start(out: Path, kind: str, resume: bool, overwrite: bool) -> None:
                 not info.exists() and not (out / "checkpoint.safetensors").exists():
             raise ValueError(f"--out {str(out)!r} holds no svdd {kind} folder: --overwrite only replaces one; pick "
                              "another --out")
-        from ...runs import clear
+        from ...store import clear
         clear(out)
     out.mkdir(parents=True, exist_ok=True)
 

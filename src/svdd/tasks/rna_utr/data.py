@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...runs import atomic_write
+from ...io import atomic_write
 from ..folder.data import write_fasta
 from .proxy import PROXY_A, PROXY_B
 
