@@ -86,6 +86,9 @@ class _Frozen(dict):
     def __hash__(self):
         return hash(canonical_json(self))
 
+    def __reduce__(self):  # pickled (Ray) as a plain dict rebuilt whole: unpickling must not call __setitem__
+        return (_Frozen, (dict(self),))
+
     def _refuse(self, *a, **k):
         raise TypeError("a RunSpec is frozen: build a new one with dataclasses.replace")
 
