@@ -44,7 +44,7 @@ SMALL = {"toy-motif": "--num-samples 16", "fashion-class": "--num-samples 2 --ta
          "molecule-qed": "--num-samples 4 --task-option num_steps=4",
          "molecule-docking-parp1": "--num-samples 2 --task-option num_steps=4"}
 PROMISED = {"sample": ["run.json", "rewards.csv"], "compare": ["table.md", "table.csv", "reward_hist.png"],
-            "frontier": ["budget_frontier.md", "budget_frontier.csv", "budget_frontier.png"]}
+            "frontier": ["budget_frontier.md", "budget_frontier.csv", "budget_frontier.png"], "rerun": ["run.json"]}
 SLOW = {"molecule-docking-parp1"}
 
 
@@ -59,7 +59,7 @@ def _params():
 
 def test_the_cli_block_lists_every_command_kind():
     kinds = {c.split()[1] for c in cli_commands()}
-    assert {"tasks", "sample", "compare"} <= kinds and len(cli_commands()) >= 8
+    assert {"tasks", "sample", "compare", "frontier", "report", "rerun"} <= kinds and len(cli_commands()) >= 8
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ def test_model_protocol_skeleton(tmp_path):
 def test_three_ways_example(tmp_path):
     """The one-process / torchrun / Ray block, each line with a small DNA run appended; the three outputs agree."""
     pytest.importorskip("ray", reason="the Ray line of the example needs pip install 'svdd[ray]'")
-    lines = [ln.split("#")[0].strip() for ln in block("bash", "--engine ray").splitlines() if ln.strip()]
+    lines = [ln.split("#")[0].strip() for ln in block("bash", "--backend ray").splitlines() if ln.strip()]
     assert len(lines) == 3 and lines[1].startswith("torchrun")
     small = ["--num-samples", "8", "--chunk-size", "4", "--task-option", "num_steps=4", "--quiet"]
     outs = []
