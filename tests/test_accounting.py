@@ -6,6 +6,8 @@ import torch
 
 import svdd
 from conftest import TinyDenoiser, TinyMLP
+from svdd.methods import METHODS
+from svdd.testing import METHOD_CASES
 
 
 class Counter:
@@ -39,13 +41,14 @@ def masked_setup():
     return model, net, reward, value
 
 
-CASES = [("pretrained", {}), ("best-of-n", {"M": 3}), ("svdd", {"M": 3}), ("svdd", {"M": 3, "alpha": 0.5}),
-         ("svdd", {"M": 3, "value": "net"}), ("svdd", {"M": 3, "value": "net", "final_reward": True}),
-         ("smc", {"alpha": 0.5}), ("smc", {"alpha": 0.5, "value": "net"}), ("svdd-r", {"M": 3, "replace_fraction": 0.25}),
-         ("dps", {"scale": 0.5}), ("dps", {"scale": 0.5, "target": "value", "value": "net"})]
+# every registered method with its `svdd.testing.METHOD_CASES` options, and the value-net forms ("net": the counted one)
+CASES = {name: (name, METHOD_CASES[name]) for name in sorted(METHODS)} | {
+    "svdd-argmax": ("svdd", {"M": 3}), "svdd-mc": ("svdd", {"M": 3, "value": "net"}),
+    "svdd-mc-final": ("svdd", {"M": 3, "value": "net", "final_reward": True}),
+    "smc-mc": ("smc", {"alpha": 0.5, "value": "net"}), "dps-value": ("dps", {"scale": 0.5, "target": "value", "value": "net"})}
 
 
-@pytest.mark.parametrize("method,opts", CASES)
+@pytest.mark.parametrize("method,opts", CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize("kind", ["gauss", "masked"])
 def test_every_call_is_counted_once(kind, method, opts):
     model, net, reward, value = gauss_setup() if kind == "gauss" else masked_setup()

@@ -9,7 +9,9 @@ import torch
 
 import svdd
 from enumerated import CLEAN, Problem, empirical, sampling_tolerance, state_index, tv
+from svdd.methods import METHODS
 from svdd.tasks.toy import build_toy_gmm
+from svdd.testing import METHOD_CASES
 
 
 @pytest.fixture(scope="module")
@@ -181,19 +183,23 @@ def test_soft_value_of_k_completions_is_their_log_mean_exp(flat):
 
 # budgets ---------------------------------------------------------------------------------------------------------------
 
-CASES = [("pretrained", {}), ("best-of-n", {"M": 8}), ("svdd", {"M": 4}), ("smc", {"alpha": 1.0}),
-         ("svdd-r", {"M": 4}), ("beam", {"K": 4}), ("branch-select", {"K": 4, "width": 2}), ("tree", {"K": 4}),
-         ("refine", {"M": 4, "rounds": 2, "renoise": 0.5})]
+# every registered method that honours a budget (not dps: each step calls the reward for its gradient), with its
+# `svdd.testing.METHOD_CASES` options; tree search without an iteration count (anytime: the budget alone stops it);
+# and a beam whose width grows (a step must reserve the later, wider levels)
+CASES = {name: (name, {**METHOD_CASES[name], **({"iterations": None} if name == "tree" else {})})
+         for name in sorted(METHODS) if METHODS[name].honours_budget} | {
+    "beam-grow": ("beam", {"K": 3, "schedule": "grow", "width_ratio": 3.0})}
 
 
-@pytest.mark.parametrize("name,opts", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("name,opts", CASES.values(), ids=CASES.keys())
 @pytest.mark.parametrize("which", ["gmm", "flat"])
 def test_budgets_are_never_exceeded(name, opts, which, gmm, flat):
     model, reward = gmm if which == "gmm" else (flat.model(), flat.reward)
     t, n = model.num_steps, 8
     for kind, b in (("reward_calls", 3), ("reward_calls", 17), ("network_calls", t), ("network_calls", 3 * t + 2)):
-        if name == "branch-select" and kind == "network_calls" and b < 2 * t:  # two states per sample
-            with pytest.raises(ValueError, match=f"needs at least {2 * t} network_calls per sample"):
+        w = opts.get("width") or 4
+        if name == "branch-select" and kind == "network_calls" and b < w * t:  # w states per sample
+            with pytest.raises(ValueError, match=f"needs at least {w * t} network_calls per sample"):
                 svdd.sample(model, reward, name, num_samples=n, seed=1, budget={kind: b}, **opts)
             continue
         res = svdd.sample(model, reward, name, num_samples=n, seed=1, budget={kind: b}, **opts)
@@ -257,7 +263,8 @@ def test_cli_budget_and_budget_frontier(tmp_path, capsys):
     assert all(f"| {fam} | {b} |" in table for fam in ("svdd-pm", "beam", "refine") for b in (10, 30))
     rows = list(__import__("csv").DictReader(open(front / "budget_frontier.csv")))
     assert all(float(r["reward_calls_per_sample"]) <= float(r["budget"] or 1) for r in rows)
-    stamp = {p.name: p.stat().st_mtime_ns for p in (front / "runs").iterdir()}
+    stamp = {p: p.stat().st_mtime_ns for p in front.glob("runs/*/chunks/*.parquet")}
+    runs = len(list((front / "runs").iterdir()))
     assert main(args + ["--budgets", "10,30,60", "--resume", str(front)]) == 0  # a budget added: the rest reused
-    again = {p.name: p.stat().st_mtime_ns for p in (front / "runs").iterdir()}
-    assert all(again[k] == v for k, v in stamp.items()) and len(again) == len(stamp) + 2 * 3
+    assert all(p.stat().st_mtime_ns == t for p, t in stamp.items()) and stamp
+    assert len(list((front / "runs").iterdir())) == runs + 2 * 3

@@ -1,5 +1,6 @@
 """Checks for your own models: ``check_model_contract(model)`` runs a model through the protocol of
-`svdd.models.base` and raises an AssertionError naming the first rule it breaks."""
+`svdd.models.base` and raises an AssertionError naming the first rule it breaks. ``METHOD_CASES``: a quick,
+non-default config of every registered method, for tests that run them all."""
 
 from __future__ import annotations
 
@@ -10,7 +11,22 @@ import torch
 
 Tensor = torch.Tensor
 
-__all__ = ["check_model_contract"]
+__all__ = ["check_model_contract", "METHOD_CASES"]
+
+#: method name -> small non-default options making a valid quick run (a few candidates, a short search); every
+#: registered method needs one (tests/test_registry.py checks it). JSON-plain: they round-trip through `to_dict`.
+METHOD_CASES: dict[str, dict[str, Any]] = {
+    "pretrained": {},
+    "best-of-n": {"M": 3},
+    "svdd": {"M": 3, "alpha": 0.5, "select_every": 2},
+    "smc": {"alpha": 0.5, "ess_threshold": 0.7},
+    "svdd-r": {"M": 3, "replace_fraction": 0.25},
+    "dps": {"scale": 0.5},  # needs a differentiable reward
+    "beam": {"K": 3, "schedule": "grow", "width_ratio": 2.0},
+    "branch-select": {"K": 2, "width": 2},
+    "tree": {"K": 3, "iterations": 4, "c": 0.5},
+    "refine": {"M": 3, "rounds": 1, "renoise": 0.25, "select_every": 2},  # needs the model's renoise
+}
 
 
 class _Checker:

@@ -76,6 +76,15 @@ class PosteriorMean(ValueEstimator):
     def config(self):
         return {"type": self.name, "num_completions": self.k, **({"alpha": self.alpha} if self.alpha else {})}
 
+    def __eq__(self, other):
+        """Equal configs are the same estimator (a method config rebuilt by `Method.from_dict` equals the original)."""
+        if not isinstance(other, PosteriorMean):
+            return NotImplemented
+        return type(other) is type(self) and other.config() == self.config()
+
+    def __hash__(self):
+        return hash((type(self), self.k, self.alpha))
+
 
 #: the reward itself at the clean level (what `final_reward=True` scores the last step's candidates with)
 CLEAN_REWARD = PosteriorMean()
@@ -127,6 +136,24 @@ def _one_per_row(out: Any, n: int, label: str) -> Tensor:
     if tuple(out.shape) not in ((n,), (n, 1)):
         raise ValueError(f"value net {label} returned shape {tuple(out.shape)} for {n} states; expected ({n},) or ({n}, 1)")
     return out.reshape(n) if out.is_floating_point() else out.reshape(n).double()
+
+
+def value_from_config(cfg: dict[str, Any]) -> ValueEstimator:
+    """The inverse of ``.config()`` where one exists: a posterior mean. A learned or function value holds a network /
+    callable its config only names: a ValueError (pass the object itself)."""
+    if not isinstance(cfg, dict) or "type" not in cfg:
+        raise ValueError(f"a value config must be a dict with a 'type', got {cfg!r}")
+    kind, rest = cfg["type"], {k: v for k, v in cfg.items() if k != "type"}
+    if kind == PosteriorMean.name:
+        bad = sorted(set(rest) - {"num_completions", "alpha"})
+        if bad:
+            raise ValueError(f"value type 'posterior-mean' has no option(s) {bad}; its options are "
+                             "['alpha', 'num_completions']")
+        return PosteriorMean(**rest)
+    if kind in (LearnedValue.name, FunctionValue.name):
+        label = cfg.get("net", cfg.get("fn"))
+        raise ValueError(f"a {kind} value ({label!r}) cannot be rebuilt from its config, which only names it")
+    raise ValueError(f"unknown value type {kind!r}; expected one of ['function', 'learned', 'posterior-mean']")
 
 
 def as_value(obj: Any) -> ValueEstimator:

@@ -13,6 +13,8 @@ A method is a small dataclass of options with three functions:
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, NamedTuple
 
@@ -20,7 +22,7 @@ import torch
 
 from ..resampling import normalize
 from ..result import Diagnostics
-from ..values import ValueEstimator
+from ..values import ValueEstimator, value_from_config
 
 Tensor = torch.Tensor
 METHODS: dict[str, type["Method"]] = {}
@@ -101,6 +103,41 @@ class Method:
             d[f.name] = v.config() if isinstance(v, ValueEstimator) else v
         return d
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], **objects: Any) -> "Method":
+        """The inverse of `to_dict` for a config written as plain JSON:
+        ``Method.from_dict(json.loads(json.dumps(m.to_dict()))) == m``. A config only names a value net, a value
+        function or ``init_samples``; pass such objects as keywords (``value=net``): they replace the config's
+        entries as they are. ``Method.from_dict`` takes any method's config, ``SVDD.from_dict`` only its own."""
+        if not isinstance(d, dict):
+            raise TypeError(f"a method config must be a dict, got {type(d).__name__}")
+        d = dict(d)
+        name = d.pop("name", None if cls is Method else cls.name)
+        if name is None:
+            raise ValueError(f"method config {d!r} has no 'name'; expected one of {sorted(METHODS)}")
+        target = method_class(name)
+        if cls is not Method and target is not cls:
+            raise ValueError(f"{cls.__name__}.from_dict got a config of method {name!r}; use Method.from_dict")
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        options = {k: target._option_from_json(fields[k], v) if k in fields and k not in objects else v
+                   for k, v in d.items()}
+        return get_method(name, **{**options, **objects})
+
+    @classmethod
+    def _option_from_json(cls, field: dataclasses.Field, v: Any) -> Any:
+        """One option of a JSON config as the dataclass holds it: a value estimator from its config, a tuple from a
+        list."""
+        if isinstance(v, dict) and "type" in v:
+            try:
+                return value_from_config(v)
+            except ValueError as exc:
+                task = " (or value='task' for a task's value net)" if field.name == "value" else ""
+                raise ValueError(f"method {cls.name!r} option {field.name!r}: {exc}; pass the object itself: "
+                                 f"Method.from_dict(config, {field.name}=...){task}") from None
+        if isinstance(v, list) and _tuple_typed(cls, field.name):
+            return tuple(v)
+        return v
+
 
 Callback = Callable[[int, State, StepInfo], Any]
 
@@ -155,12 +192,24 @@ class History:
         return torch.stack(self.items) if self.enabled and self.items else None
 
 
+def _tuple_typed(cls, name: str) -> bool:
+    """Whether the dataclass field ``name`` of ``cls`` holds a tuple (or None)."""
+    t = typing.get_type_hints(cls).get(name)
+    args = typing.get_args(t) if isinstance(t, types.UnionType) or typing.get_origin(t) is typing.Union else (t,)
+    return any(a is tuple or typing.get_origin(a) is tuple for a in args)
+
+
+def method_class(name: str) -> type[Method]:
+    """The registered method class called ``name``."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}") from None
+
+
 def get_method(name: str, **kwargs) -> Method:
     """Build a method config by name, e.g. ``get_method('svdd', M=10, alpha=0.0)``."""
-    try:
-        cls = METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}") from None
+    cls = method_class(name)
     names = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(kwargs) - names)
     if bad:
@@ -201,17 +250,20 @@ def selects(method, i: int) -> bool:
     return i % getattr(method, "select_every", 1) == 0
 
 
-def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False) -> bool:
+def affordable(engine, score, rows: int, level: int, n: int, predicted: bool = False,
+               sizes: list[int] | None = None) -> bool:
     """Whether scoring ``rows`` candidates at ``level`` with ``score`` fits the engine's budgets in the worst case
     (every candidate a real reward call), with the least the rest of the run needs: ``n`` states going on to the
     clean level by the pre-trained transition and ``n`` final scores. ``predicted``: the rows' network outputs are
-    already paid for. A method skips a selection / weighting step it cannot afford."""
+    already paid for. ``sizes``: the population at every level ``level`` .. T where it changes size (a beam whose
+    width grows); default ``n`` throughout. A method skips a selection / weighting step it cannot afford."""
     t = engine.model.num_steps
     clean = level >= t
+    sizes = sizes if sizes is not None else [n] * (t - level + 1)
     net = 0 if clean or (predicted and score.needs_prediction) else score.network_calls(rows)
     paid = predicted or score.needs_prediction  # the kept states' outputs at ``level`` are paid (or counted in net)
-    rest = 0 if clean else n * (t - level - (1 if paid else 0))  # the kept states' later outputs
-    final = 0 if clean and score.reward_at_clean else n
+    rest = 0 if clean else sum(sizes[(1 if paid else 0):t - level])  # the kept states' later outputs
+    final = 0 if clean and score.reward_at_clean else sizes[-1]
     return engine.affordable(score.reward_calls(rows), network_calls=net, reserve_network=rest, reserve_reward=final)
 
 

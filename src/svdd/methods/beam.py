@@ -89,7 +89,8 @@ class _Search(Method):
         score = CLEAN_REWARD if last and self.final_reward else self.value
         rows = g * w_now * self.K
         branch = self.K > 1 and selects(self, i) and not deterministic(model, i)
-        if not branch or not affordable(engine, score, rows, i + 1, g * w_next):
+        sizes = [g * self.group_width(engine, level) for level in range(i + 1, model.num_steps + 1)]  # may grow
+        if not branch or not affordable(engine, score, rows, i + 1, g * w_next, sizes=sizes):
             return self._plain(engine, state, i, g * w_next), StepInfo()
         cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=self.K)
         cand_pred = (engine.predict(cands, i + 1, parents=(state.x, state.pred))

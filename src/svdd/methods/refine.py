@@ -66,6 +66,14 @@ class Refine(Method):
             d["init_samples"] = {"rows": int(self.init_samples.shape[0]), "shape": list(self.init_samples.shape[1:])}
         return d
 
+    @classmethod
+    def _option_from_json(cls, field, v):
+        if field.name == "init_samples" and isinstance(v, dict):
+            raise ValueError(f"method 'refine' option 'init_samples': the config holds only a summary of the samples "
+                             f"({v}), not the samples; pass the tensor itself: Method.from_dict(config, "
+                             "init_samples=x)")
+        return super()._option_from_json(field, v)
+
     def init(self, engine, n):
         if self.init_samples is None:
             return self.kernel.init(engine, n)

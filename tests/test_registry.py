@@ -1,0 +1,83 @@
+"""The method registry: every method has a test case in `svdd.testing.METHOD_CASES`, and every method config
+round-trips through JSON (`Method.to_dict` / `Method.from_dict`)."""
+
+import json
+
+import pytest
+import torch
+
+import svdd
+from svdd.methods import METHODS, Method, get_method
+from svdd.testing import METHOD_CASES
+from svdd.values import PosteriorMean, value_from_config
+
+
+def test_every_registered_method_has_a_test_case():
+    missing = sorted(set(METHODS) - set(METHOD_CASES))
+    assert not missing, f"method(s) {missing} have no test case: add one to svdd.testing.METHOD_CASES"
+    unknown = sorted(set(METHOD_CASES) - set(METHODS))
+    assert not unknown, f"svdd.testing.METHOD_CASES names unregistered method(s) {unknown}"
+    for name, opts in METHOD_CASES.items():
+        assert opts == {} or get_method(name, **opts) != get_method(name), f"{name}: the case is the default config"
+
+
+def _via_json(m: Method) -> Method:
+    return Method.from_dict(json.loads(json.dumps(m.to_dict())))
+
+
+@pytest.mark.parametrize("case", ["default", "case"])
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_configs_round_trip_through_json(name, case):
+    m = get_method(name, **(METHOD_CASES[name] if case == "case" else {}))
+    back = _via_json(m)
+    assert type(back) is type(m) and back == m
+    assert back.to_dict() == m.to_dict()
+    assert METHODS[name].from_dict(m.to_dict()) == m  # a method's own class takes its config without a name too
+    d = m.to_dict()
+    del d["name"]
+    assert METHODS[name].from_dict(d) == m
+
+
+def test_tuples_and_value_estimators_are_rebuilt():
+    m = svdd.SVDD(M=3, select_window=(2, 9), value=PosteriorMean(num_completions=4, alpha=0.5))
+    back = _via_json(m)
+    assert back.select_window == (2, 9) and isinstance(back.select_window, tuple)
+    assert isinstance(back.value, PosteriorMean) and back.value.k == 4 and back.value.alpha == 0.5
+    assert back == m and back != svdd.SVDD(M=3, select_window=(2, 9))
+    assert value_from_config(PosteriorMean().config()) == PosteriorMean() != PosteriorMean(num_completions=2)
+    assert len({PosteriorMean(), PosteriorMean(num_completions=1)}) == 1
+
+
+def test_objects_a_config_only_names_are_passed_in():
+    net = svdd.LearnedValue(lambda x, t: x.sum(1), name="quad")
+    m = svdd.SVDD(M=3, value=net)
+    back = Method.from_dict(json.loads(json.dumps(m.to_dict())), value=net)
+    assert back == m and back.value is net
+    x = torch.zeros(4, 3)
+    r = Method.from_dict(svdd.Refine(init_samples=x).to_dict(), init_samples=x)
+    assert r.init_samples is x and r.to_dict() == svdd.Refine(init_samples=x).to_dict()
+
+
+def test_from_dict_names_what_it_cannot_rebuild():
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; expected one of \[.*'svdd'"):
+        Method.from_dict({"name": "nope", "M": 3})
+    with pytest.raises(ValueError, match=r"method 'svdd' has no option\(s\) \['beam_width'\]"):
+        Method.from_dict({"name": "svdd", "M": 3, "beam_width": 2})
+    with pytest.raises(ValueError, match="has no 'name'"):
+        Method.from_dict({"M": 3})
+    with pytest.raises(ValueError, match=r"SVDD.from_dict got a config of method 'smc'"):
+        svdd.SVDD.from_dict({"name": "smc"})
+    learned = svdd.SVDD(M=3, value=svdd.LearnedValue(lambda x, t: x.sum(1), name="quad")).to_dict()
+    with pytest.raises(ValueError, match=r"method 'svdd' option 'value': a learned value \('quad'\) cannot be rebuilt"
+                                         r".*pass the object itself.*value='task'"):
+        Method.from_dict(json.loads(json.dumps(learned)))
+    fn = svdd.BeamSearch(value=svdd.FunctionValue(lambda x, i: x.sum(1), name="exact")).to_dict()
+    with pytest.raises(ValueError, match=r"method 'beam' option 'value': a function value \('exact'\)"):
+        Method.from_dict(fn)
+    dps = svdd.DPS(target="value", value=lambda x, t: x.sum(1)).to_dict()
+    with pytest.raises(ValueError, match=r"method 'dps' option 'value': a learned value"):
+        Method.from_dict(dps)
+    with pytest.raises(ValueError, match=r"unknown value type 'oracle'"):
+        Method.from_dict({"name": "smc", "value": {"type": "oracle"}})
+    with pytest.raises(ValueError, match=r"method 'refine' option 'init_samples'.*init_samples=x"):
+        Method.from_dict(svdd.Refine(init_samples=torch.zeros(4, 3)).to_dict())
