@@ -21,7 +21,9 @@ Variants, each in its own process (its peak memory is its own), in one invocatio
   small rows got more: see `svdd.engine.default_max_batch`; the GPU default is 8192); ``compile`` --
   ``torch.compile`` of the denoiser; ``svdd-noheap`` -- defaults with ``SVDD_MALLOC_TUNING=0`` (glibc's default heap settings); ``svdd-eager`` -- defaults
   with every output check at its call (``Engine.few_syncs`` off: a GPU's behaviour before the checks were queued
-  until the step's end; the same samples, on CPU the same code path as ``svdd``).
+  until the step's end; the same samples, on CPU the same code path as ``svdd``); ``rows64`` / ``rows256`` -- a
+  fixed chunk size of 64 / 256 rows at every call site (``batch_sizes``) instead of the measured one: the check
+  whether the chunk-size tuner earns its rules.
 
 Chunk sizes come from the machine's store (``$SVDD_CACHE/batch_sizes.json``): the first process for a new model,
 row shape or max_batch measures them, inside its time (on the 2-core AVX2 CPU, svdd with a fresh store ran 3.54 s /
@@ -67,7 +69,10 @@ import torch
 
 VARIANTS = {"official": {}, "official-heap": {}, "svdd": {}, "fixed": {"auto_batch": False}, "bf16": {"precision": "bf16"},
             "nodedupe": {"dedupe": False}, "mb1024": {"max_batch": 1024}, "mb256": {"max_batch": 256},
-            "compile": {}, "svdd-noheap": {}, "svdd-eager": {}}
+            "compile": {}, "svdd-noheap": {}, "svdd-eager": {},
+            # a plain fixed chunk size at every call site instead of the measured one (the tuner's keep-or-drop check)
+            "rows64": {"batch_sizes": {"network": 64, "value": 64, "reward": 64}},
+            "rows256": {"batch_sizes": {"network": 256, "value": 256, "reward": 256}}}
 VARIANT_ENV = {"svdd-noheap": {"SVDD_MALLOC_TUNING": "0"}}  # glibc's default heap settings for this variant
 
 

@@ -404,17 +404,17 @@ def test_ctrl_c_prints_one_line_and_exits_130(tmp_path, children):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_interruptible)
     children.append(p)
     runs = out / "runs"
-    wait_until(p, lambda: runs.exists() and any(runs.glob("*.pt")))
+    wait_until(p, lambda: any(runs.glob("*/chunks/*.sha256")))
     assert p.poll() is None, p.communicate()
     p.send_signal(signal.SIGINT)
     stdout, stderr = p.communicate(timeout=60)
     assert p.returncode == 130, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
-    kept = len(list((out / "runs").glob("*.pt")))
-    assert f"interrupted: {kept} finished (method, seed) run(s) are kept in {out / 'runs'}; resume with: svdd compare" \
+    kept = len(list(runs.glob("*/chunks/*.sha256")))  # one chunk per (method, seed) run
+    assert f"interrupted: {kept} finished chunk(s) of its runs are kept in {runs}; resume with: svdd compare" \
         in stderr and kept >= 1
     # rerunning resumes from them: the finished runs are reused, not recomputed
-    before = {f: f.stat().st_mtime_ns for f in (out / "runs").glob("*.pt")}
+    before = {f: f.stat().st_mtime_ns for f in runs.glob("*/chunks/*.parquet")}
     command = stderr.strip().split("resume with: ")[1]
     assert command.endswith(f"--resume {out}")
     rc, _, err = cli("compare", "--task", "toy-motif", "--methods", "svdd-pm", "--num-samples", "256",

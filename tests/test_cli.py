@@ -177,6 +177,6 @@ def test_compare_runs_are_reused_only_with_the_same_networks(tmp_path):
         return spec
 
     other = dataclasses.replace(task, build=retrained)
-    with pytest.raises(ValueError, match=r"another config: task\.weights\.denoiser differ"):
+    with pytest.raises(ValueError, match=r"other settings: task\.weights\.denoiser differ"):
         run_study(tmp_path, study(other), progress=False)
     assert stored.stat().st_mtime_ns == first

@@ -81,3 +81,36 @@ def test_from_dict_names_what_it_cannot_rebuild():
         Method.from_dict({"name": "smc", "value": {"type": "oracle"}})
     with pytest.raises(ValueError, match=r"method 'refine' option 'init_samples'.*init_samples=x"):
         Method.from_dict(svdd.Refine(init_samples=torch.zeros(4, 3)).to_dict())
+
+
+@pytest.mark.parametrize("name", ["beam", "branch-select", "tree"])
+def test_candidates_are_M_in_every_method_and_the_old_K_still_works_for_a_release(name):
+    with pytest.warns(DeprecationWarning, match=f"method '{name}': option 'K' is now 'M'"):
+        old = get_method(name, K=3)
+    assert old == get_method(name, M=3) and "K" not in old.to_dict()
+    with pytest.warns(DeprecationWarning):  # a config written before the rename (an old run.json) still loads
+        assert Method.from_dict({"name": name, "K": 3}) == old
+    with pytest.raises(ValueError, match="'K' is the old name of 'M'; give only 'M'"):
+        get_method(name, M=4, K=3)
+
+
+def test_the_old_backend_argument_still_works_for_a_release(tmp_path):
+    with pytest.warns(DeprecationWarning, match=r"sample_run\(engine=...\) is now backend=..."):
+        res = svdd.sample_run(tmp_path / "run", "toy-motif", "pretrained", num_samples=4, engine="local",
+                              progress=False)
+    assert len(res.samples) == 4
+
+
+def test_the_registry_writes_the_method_lists_users_read():
+    from svdd.cli import build_parser
+    help_text = build_parser()._subparsers._group_actions[0].choices["sample"].format_help()
+    for name in METHODS:
+        assert f"'{name}'" in svdd.sample.__doc__, f"svdd.sample's docstring does not list {name!r}"
+        assert name in help_text, f"`svdd sample --help` does not list {name!r}"
+
+
+def test_every_method_that_takes_a_budget_has_a_family_in_the_budget_frontier():
+    from svdd.compare import FAMILIES, budget_plan
+    planned = {budget_plan(f, 400, 20, kind)["method"] for f in FAMILIES for kind in ("reward_calls", "network_calls")}
+    missing = sorted(m for m, cls in METHODS.items() if cls.honours_budget and m not in planned)
+    assert not missing, f"method(s) {missing} have no family in svdd.compare.FAMILIES / budget_plan"

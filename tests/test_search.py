@@ -31,20 +31,20 @@ def gmm():
 def test_beam_as_wide_as_the_state_space_is_exhaustive(flat):
     """Width 125 (every state at every level) keeps every reachable state, so the returned samples are exactly the
     true top 8 of the 64 clean sequences by reward."""
-    res = svdd.sample(flat.model(), flat.reward, "beam", K=400, width=125, num_samples=8, seed=0)
+    res = svdd.sample(flat.model(), flat.reward, "beam", M=400, width=125, num_samples=8, seed=0)
     got = sorted(res.rewards.tolist(), reverse=True)
     assert got == pytest.approx(sorted(flat.r, reverse=True)[:8], abs=1e-12)
     assert len(set(state_index(res.samples).tolist())) == 8  # distinct: repeats were merged
 
 
 def test_beam_returns_distinct_samples_when_it_can(flat):
-    res = svdd.sample(flat.model(), flat.reward, "beam", K=10, num_samples=16, seed=1)
+    res = svdd.sample(flat.model(), flat.reward, "beam", M=10, num_samples=16, seed=1)
     assert len(set(state_index(res.samples).tolist())) == 16
 
 
 def test_branch_select_of_width_one_is_svdd_at_alpha_zero(gmm):
     model, reward = gmm
-    a = svdd.sample(model, reward, "branch-select", K=4, width=1, num_samples=8, seed=3)
+    a = svdd.sample(model, reward, "branch-select", M=4, width=1, num_samples=8, seed=3)
     b = svdd.sample(model, reward, "svdd", M=4, num_samples=8, seed=3)
     assert torch.equal(a.samples, b.samples) and torch.equal(a.rewards, b.rewards)
     assert a.cost.network_evals == b.cost.network_evals and a.cost.reward_calls == b.cost.reward_calls
@@ -56,7 +56,7 @@ def test_beam_width_follows_its_schedule(gmm, schedule, widths):
     """Linear in the level from width / 4 (grow) or width · 4 (shrink) to the width at level T − 1."""
     model, reward = gmm
     seen = []
-    res = svdd.sample(model, reward, "beam", K=4, num_samples=8, seed=0, schedule=schedule,
+    res = svdd.sample(model, reward, "beam", M=4, num_samples=8, seed=0, schedule=schedule,
                       callback=lambda i, state, info: seen.append(state.x.shape[0]))
     assert seen == widths[1:]
     assert res.samples.shape[0] == 8 and bool((res.rewards[:-1] >= res.rewards[1:]).all())  # best first
@@ -71,14 +71,14 @@ def test_beam_refuses_a_width_below_num_samples(gmm):
 # tree search -----------------------------------------------------------------------------------------------------------
 
 def test_tree_search_with_a_large_budget_finds_the_argmax(flat):
-    res = svdd.sample(flat.model(), flat.reward, "tree", K=64, iterations=3000, num_samples=3, seed=0)
+    res = svdd.sample(flat.model(), flat.reward, "tree", M=64, iterations=3000, num_samples=3, seed=0)
     assert res.rewards.tolist() == pytest.approx([flat.r.max()] * 3, abs=1e-12)
 
 
 def test_tree_search_is_anytime_and_stops_at_its_budget(gmm):
     model, reward = gmm
     for b in (12, 40):
-        res = svdd.sample(model, reward, "tree", K=4, num_samples=8, seed=0, budget=f"reward_calls={b}")
+        res = svdd.sample(model, reward, "tree", M=4, num_samples=8, seed=0, budget=f"reward_calls={b}")
         assert res.cost.reward_calls <= b * 8
     with pytest.raises(ValueError, match="anytime"):
         svdd.sample(model, reward, "tree", num_samples=2)
@@ -188,7 +188,7 @@ def test_soft_value_of_k_completions_is_their_log_mean_exp(flat):
 # and a beam whose width grows (a step must reserve the later, wider levels)
 CASES = {name: (name, {**METHOD_CASES[name], **({"iterations": None} if name == "tree" else {})})
          for name in sorted(METHODS) if METHODS[name].honours_budget} | {
-    "beam-grow": ("beam", {"K": 3, "schedule": "grow", "width_ratio": 3.0})}
+    "beam-grow": ("beam", {"M": 3, "schedule": "grow", "width_ratio": 3.0})}
 
 
 @pytest.mark.parametrize("name,opts", CASES.values(), ids=CASES.keys())
@@ -239,7 +239,7 @@ def test_cli_budget_and_budget_frontier(tmp_path, capsys):
 
     from svdd.cli import main
     out = tmp_path / "beam"
-    assert main(["sample", "--task", "toy-motif", "--method", "beam", "--set", "K=6", "--budget", "reward_calls=25",
+    assert main(["sample", "--task", "toy-motif", "--method", "beam", "--set", "M=6", "--budget", "reward_calls=25",
                  "--num-samples", "8", "--quiet", "--out", str(out)]) == 0
     run = json.loads((out / "run.json").read_text())
     assert run["summary"]["cost_per_sample"]["reward_calls"] <= 25 and run["config"]["budget"] == {"reward_calls": 25.0}

@@ -161,7 +161,7 @@ def test_a_study_folder_of_the_old_format_is_refused_saying_how_to_go_on(tmp_pat
     rc = main(["compare", "--task", "toy-motif", "--methods", "pretrained", "--num-samples", "4", "--seeds", "0",
                "--quiet", "--resume", str(out)])
     err = capsys.readouterr().err
-    assert rc == 2 and "was written by an older svdd (its runs are .pt files, format 1)" in err and "--overwrite" in err
+    assert rc == 2 and "was written by an older svdd (its runs are .pt files, format 1; this one writes 2)" in err and "--overwrite" in err
     assert main(["report", str(out)]) == 2
     assert "was written by an older svdd" in capsys.readouterr().err
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .budget import as_budget
 from .engine import Engine
-from .methods import Method, drive, get_method
+from .methods import METHODS, Method, drive, get_method
 from .models.base import check_model
 from .result import SampleResult
 from .rewards import as_reward
@@ -25,8 +25,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
     Args:
         model: a `svdd.DiffusionModel` (e.g. `GaussianDiffusion`, `MaskedDiffusion`, or your own).
         reward: callable from a batch of clean samples to a 1-D float tensor (black box allowed).
-        method: a name ('pretrained', 'best-of-n', 'svdd', 'smc', 'svdd-r', 'dps') or a method config object;
-            ``method_options`` (M, alpha, value, ...) build the config when a name is given.
+        method: a registered name ({methods}) or a method config object; ``method_options`` (M, alpha, value, ...)
+            build the config when a name is given.
         seed: the run is reproducible from (config, seed), whatever ``max_batch`` (on CPU, for networks whose rows do
             not depend on the rest of their batch; on CUDA random draws split over sample chunks differ, so a seed
             reproduces with the same ``max_batch``).
@@ -119,6 +119,9 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
               "batch_sizes": engine.batch_sizes(), "cpu_heap": engine.cpu_heap}
     return SampleResult(samples=_plain(samples), rewards=_plain(rewards.double()), diagnostics=diag, cost=cost,
                         config=config, x0_estimates=None if x0s is None else _plain(x0s), log_z=log_z)
+
+
+sample.__doc__ = sample.__doc__.replace("{methods}", ", ".join(repr(m) for m in METHODS))  # the registry's names
 
 
 def _plain(t):

@@ -169,10 +169,9 @@ def _overrides(args) -> dict:
 
 
 def _fields(method: str) -> set[str]:
-    import dataclasses
-
     from .methods import METHODS
-    return {f.name for f in dataclasses.fields(METHODS[method])}
+    from .methods.base import option_names
+    return option_names(METHODS[method])
 
 
 def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dict]:
@@ -663,10 +662,9 @@ def _interrupted(args) -> str:
                 f"{run.manifest.get('command') or 'the same command with --resume ' + str(run.path)}")
     if args.command in ("compare", "frontier"):
         out = Path(args.resume or args.out)
-        done = [p for p in (out / "runs").iterdir() if (p / "run.json").exists()] if (out / "runs").is_dir() else []
-        what = "(method, seed) run(s)" if args.command == "compare" else "run(s)"
-        return (f"interrupted: {len(done)} finished {what} are kept in {out / 'runs'} (and the finished chunks of "
-                f"the others); resume with: {_resume_command(args, out)}")
+        done = list(out.glob("runs/*/chunks/*.sha256"))
+        return (f"interrupted: {len(done)} finished chunk(s) of its runs are kept in {out / 'runs'}; resume with: "
+                f"{_resume_command(args, out)}")
     if args.command == "train" and args.what == "prior":
         return (f"interrupted: the last checkpoint is kept in {args.out}; continue with the same command and "
                 "--resume")

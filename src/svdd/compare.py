@@ -20,7 +20,7 @@ from .distributed import Backend
 from .io import atomic_write, describe_diff
 from .report import STUDY_FORMAT, Hooks, report
 from .spec import RunSettings, RunSpec
-from .store import MANIFEST, RunFolder, plan
+from .store import MANIFEST, RunFolder, plan, read_manifest
 
 
 @dataclasses.dataclass
@@ -165,19 +165,9 @@ def run_study(out: str | Path, study: Study, *, backend: Backend | None = None, 
 
 
 def _previous(out: Path) -> dict[str, Any] | None:
-    """The manifest of the study already in ``out`` (None: none yet). A folder of an older svdd (its runs as .pt
-    files) or an unreadable manifest is an error saying how to go on."""
-    f = out / MANIFEST
-    if not f.exists():
-        return None
-    try:
-        old = json.loads(f.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{f} is not readable JSON ({exc}); start again with --overwrite") from None
-    if old.get("format") != STUDY_FORMAT:
-        raise ValueError(f"{out} was written by an older svdd (its runs are .pt files, format {old.get('format')!r}); "
-                         "this svdd stores runs as run folders: rerun it with --overwrite (or into a new folder)")
-    return old
+    """The manifest of the study already in ``out`` (None: none yet); a folder of an older svdd (its runs as .pt
+    files) is an error saying how to go on."""
+    return read_manifest(out, STUDY_FORMAT, older="its runs are .pt files, ")
 
 
 def reference_entries(out: Path, task, seeds, num_samples: int) -> list[dict[str, Any]]:
@@ -240,10 +230,9 @@ def budget_plan(family: str, budget: float, num_steps: int, kind: str = "reward_
     if family == "best-of-n":
         plan: dict[str, Any] = {"method": "best-of-n", "M": max(1, int(b if rew else b // t))}
     elif family in ("svdd-pm", "svdd-r", "beam"):
-        key = "K" if family == "beam" else "M"
         name = {"svdd-pm": "svdd", "svdd-r": "svdd-r", "beam": "beam"}[family]
         k = _every(t, wide, b - 1) if rew else _every(t, wide - 1, b - t)
-        plan = {"method": name, key: wide, "select_every": k}
+        plan = {"method": name, "M": wide, "select_every": k}
     elif family in ("smc", "smc-fk"):
         plan = {"method": "smc", "alpha": smc_alpha, "select_every": _every(t, 1, b - 2)}
         if family == "smc-fk":
@@ -251,9 +240,9 @@ def budget_plan(family: str, budget: float, num_steps: int, kind: str = "reward_
     elif family == "branch-select":
         width = 4 if rew else 2
         k = _every(t, M * width, b - 1) if rew else _every(t, width * (M - 1), b - width * t)
-        plan = {"method": "branch-select", "K": M, "width": width, "select_every": k}
+        plan = {"method": "branch-select", "M": M, "width": width, "select_every": k}
     elif family == "tree":
-        plan = {"method": "tree", "K": M}
+        plan = {"method": "tree", "M": M}
     elif family == "svdd-mc":  # network rows: the value net's M rows per selection
         plan = {"method": "svdd", "M": M, "value": "task", "select_every": _every(t, M, b - t)}
     elif family == "refine":  # two rounds over the last quarter of the steps

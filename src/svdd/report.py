@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .io import atomic_write
-from .store import MANIFEST, RunFolder
+from .store import MANIFEST, RunFolder, read_manifest
 
 STUDY_FORMAT = 2  # 2: runs in run folders under OUT/runs; 1 (older): tensor .pt files there
 
@@ -254,20 +254,9 @@ def plot_budget_frontier(summary: list[dict[str, Any]], path: Path, title: str, 
 def read_study(out: str | Path) -> dict[str, Any]:
     """The manifest of a comparison or frontier folder (an error naming the folder when it holds none, or one of
     an older format)."""
-    out = Path(out)
-    f = out / MANIFEST
-    if not f.exists():
+    doc = read_manifest(out, STUDY_FORMAT, older="its runs are .pt files, ", kinds=("compare", "frontier"))
+    if doc is None:
         raise ValueError(f"{out} holds no svdd compare / frontier output (no {MANIFEST})")
-    try:
-        doc = json.loads(f.read_text())
-    except ValueError as exc:
-        raise ValueError(f"{f} is not readable JSON ({exc})") from None
-    kind = doc.get("kind", "sample")
-    if kind not in ("compare", "frontier"):
-        raise ValueError(f"{out} holds the output of `svdd {kind}`, not of a comparison or frontier")
-    if doc.get("format") != STUDY_FORMAT:
-        raise ValueError(f"{out} was written by an older svdd (its runs are .pt files, format {doc.get('format')!r}); "
-                         f"this svdd stores runs as run folders: rerun it with --overwrite (or into a new folder)")
     return doc
 
 

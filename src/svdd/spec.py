@@ -141,9 +141,10 @@ class RunSpec:
 
     def __post_init__(self):
         from .methods import METHODS
+        from .methods.base import option_names
         if not isinstance(self.method, str) or self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; expected one of {sorted(METHODS)}")
-        fields = {f.name for f in dataclasses.fields(METHODS[self.method])}
+        fields = option_names(METHODS[self.method])
         bad = sorted(set(self.options) - fields)
         if bad:
             raise ValueError(f"method {self.method!r} has no option(s) {bad}; its options: {sorted(fields)}")

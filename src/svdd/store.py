@@ -41,6 +41,27 @@ MANIFEST = "manifest.json"
 LOCK = ".svdd.lock"  # held (flock) by the process that writes the folder; ignored when a folder's contents are listed
 
 
+def read_manifest(folder: str | Path, fmt: int, older: str = "", kinds: tuple[str, ...] | None = None
+                  ) -> dict[str, Any] | None:
+    """The manifest of a run or study folder (None when there is none). Unreadable JSON, output of another command
+    (``kinds``) or another format are errors naming the folder and how to go on; ``older`` says what the older
+    format held."""
+    f = Path(folder) / MANIFEST
+    if not f.exists():
+        return None
+    try:
+        doc = json.loads(f.read_text())
+    except ValueError as exc:
+        raise ValueError(f"{f} is not readable JSON ({exc}); start again with --overwrite") from None
+    kind = doc.get("kind", "sample")
+    if kinds is not None and kind not in kinds:
+        raise ValueError(f"{folder} holds the output of `svdd {kind}`, not of {' or '.join(kinds)}")
+    if doc.get("format") != fmt:
+        raise ValueError(f"{folder} was written by an older svdd ({older}format {doc.get('format')!r}; this one "
+                         f"writes {fmt}): rerun it with --overwrite (or into a new folder)")
+    return doc
+
+
 def chunk_seed(seed: int, k: int) -> int:
     """The seed of chunk ``k``: ``seed`` for chunk 0, else a SeedSequence draw from (seed, k), in [0, 2**62)."""
     if k == 0:
@@ -133,13 +154,7 @@ class RunFolder:
                 raise ValueError(f"{path} holds no run to resume (no {MANIFEST}) but is not empty; pick another folder")
             resume = False
         if resume:
-            try:
-                old = json.loads(manifest_path.read_text())
-            except ValueError as exc:
-                raise ValueError(f"{manifest_path} is not readable JSON ({exc}); start again with --overwrite") from None
-            if old.get("format") != FORMAT:
-                raise ValueError(f"{manifest_path} was written by an older svdd (format {old.get('format')!r}, this "
-                                 f"one writes {FORMAT}); rerun it into a new folder, or start again with --overwrite")
+            old = read_manifest(path, FORMAT)
             if old.get("config_hash") != config_hash(config):
                 raise ValueError(f"{path} holds a run with another config: {describe_diff(old.get('config'), config)}. "
                                  "Resume it with the same options, or start again with --overwrite")

@@ -22,9 +22,9 @@ METHOD_CASES: dict[str, dict[str, Any]] = {
     "smc": {"alpha": 0.5, "ess_threshold": 0.7},
     "svdd-r": {"M": 3, "replace_fraction": 0.25},
     "dps": {"scale": 0.5},  # needs a differentiable reward
-    "beam": {"K": 3, "schedule": "grow", "width_ratio": 2.0},
-    "branch-select": {"K": 2, "width": 2},
-    "tree": {"K": 3, "iterations": 4, "c": 0.5},
+    "beam": {"M": 3, "schedule": "grow", "width_ratio": 2.0},
+    "branch-select": {"M": 2, "width": 2},
+    "tree": {"M": 3, "iterations": 4, "c": 0.5},
     "refine": {"M": 3, "rounds": 1, "renoise": 0.25, "select_every": 2},  # needs the model's renoise
 }
 

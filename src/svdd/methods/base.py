@@ -207,10 +207,28 @@ def method_class(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}") from None
 
 
+def option_names(cls: type[Method]) -> set[str]:
+    """The options a method takes: its dataclass fields, and old names still accepted for one release."""
+    return {f.name for f in dataclasses.fields(cls)} | set(getattr(cls, "renamed", {}))
+
+
+def take_renamed(method: Method, old: str, value: Any) -> None:
+    """An option given by its old name: a `DeprecationWarning` naming the new one, and the value set there (both
+    given is an error)."""
+    import warnings
+    new = method.renamed[old]
+    default = next(f.default for f in dataclasses.fields(method) if f.name == new)
+    if getattr(method, new) != default:
+        raise ValueError(f"method {method.name!r}: {old!r} is the old name of {new!r}; give only {new!r}")
+    warnings.warn(f"method {method.name!r}: option {old!r} is now {new!r} (candidates per state, one name for every "
+                  f"method); {old!r} will be removed in the next release", DeprecationWarning, stacklevel=4)
+    setattr(method, new, value)
+
+
 def get_method(name: str, **kwargs) -> Method:
     """Build a method config by name, e.g. ``get_method('svdd', M=10, alpha=0.0)``."""
     cls = method_class(name)
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = option_names(cls)
     bad = sorted(set(kwargs) - names)
     if bad:
         raise ValueError(f"method {name!r} has no option(s) {bad}; its options are {sorted(names)}")

@@ -1,15 +1,15 @@
 """Beam search over denoising steps, and its per-sample form branch-and-select.
 
 The population is split into groups (one group: a global beam; one group per sample: branch-and-select). At each
-step every state of a group draws K children from the PRE-TRAINED transition, the children are valued (posterior
+step every state of a group draws M children from the PRE-TRAINED transition, the children are valued (posterior
 mean or a value net; the reward itself at the clean level), identical children are merged (discrete models), and the
 group keeps its best ``width`` children -- a deterministic top-k, not a draw. Global beam: the population is one beam
 of ``width`` states (default: the number of samples) whose best N clean states are returned; its width may follow a
 schedule over the steps (``grow``: from width / width_ratio up to width; ``shrink``: from width · width_ratio down to
 width; linear in the level, reaching the width at level T − 1). Branch-and-select: each sample keeps ``width`` active states of its own and returns its best leaf; with
-width 1 it is SVDD at alpha = 0 with M = K.
+width 1 it is SVDD at alpha = 0 with the same M.
 
-Cost per branching step: (population) · K candidates. A step that does not branch (``select_every`` /
+Cost per branching step: (population) · M candidates. A step that does not branch (``select_every`` /
 ``select_window``, or one the budget cannot pay for) moves every state by one pre-trained child instead (no pruning).
 """
 
@@ -24,7 +24,7 @@ import torch
 from ..engine import unique_rows
 from ..values import CLEAN_REWARD, as_value
 from .base import Final, Method, State, StepInfo, advance, affordable, check_positive_int, check_schedule, deterministic, \
-    failed, register, require_stochastic, selects, start
+    failed, register, require_stochastic, selects, start, take_renamed
 
 Tensor = torch.Tensor
 SCHEDULES = ("constant", "grow", "shrink")
@@ -36,22 +36,26 @@ class _Search(Method):
 
     keeps_history: ClassVar[bool] = False
     per_sample: ClassVar[bool] = False
-    K: int = 10
+    renamed: ClassVar[dict[str, str]] = {"K": "M"}  # old option names, accepted for one release
+    M: int = 10  # candidates (children) per state at a branching step
     width: int | None = None
     value: Any = None
     final_reward: bool = False
     select_every: int = 1  # branch at every k-th step only (the others: one pre-trained child per state)
     select_window: tuple[int, int] | None = None
+    K: dataclasses.InitVar[int | None] = None  # the old name of M
 
-    def __post_init__(self):
-        check_positive_int("K", self.K)
+    def __post_init__(self, K=None):
+        if K is not None:
+            take_renamed(self, "K", K)
+        check_positive_int("M", self.M)
         check_schedule(self)
         if self.width is not None:
             check_positive_int("width", self.width)
         self.value = as_value(self.value)
 
     def check(self, model, reward):
-        if self.K > 1:
+        if self.M > 1:
             require_stochastic(model, self.name)
 
     # the grouping -----------------------------------------------------------------------------------------------------
@@ -87,12 +91,12 @@ class _Search(Method):
         g = self.groups(n_out)
         w_now, w_next = state.x.shape[0] // g, self.group_width(engine, i + 1)
         score = CLEAN_REWARD if last and self.final_reward else self.value
-        rows = g * w_now * self.K
-        branch = self.K > 1 and selects(self, i) and not deterministic(model, i)
+        rows = g * w_now * self.M
+        branch = self.M > 1 and selects(self, i) and not deterministic(model, i)
         sizes = [g * self.group_width(engine, level) for level in range(i + 1, model.num_steps + 1)]  # may grow
         if not branch or not affordable(engine, score, rows, i + 1, g * w_next, sizes=sizes):
             return self._plain(engine, state, i, g * w_next), StepInfo()
-        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=self.K)
+        cands = model.step(state.x, state.pred, i, engine.gen["model"], num_children=self.M)
         cand_pred = (engine.predict(cands, i + 1, parents=(state.x, state.pred))
                      if score.needs_prediction and not last else None)
         values = score(engine, cands, cand_pred, i + 1)
@@ -100,7 +104,7 @@ class _Search(Method):
         ranked = torch.where(bad, torch.full_like(values, -torch.inf), values)
         if engine.discrete:  # identical children are one state: only the first copy competes
             ranked = torch.where(_repeats(cands, g), torch.full_like(ranked, -math.inf), ranked)
-        ranked = ranked.view(g, w_now * self.K)
+        ranked = ranked.view(g, w_now * self.M)
         k = min(w_next, ranked.shape[1])
         # a stable descending order: ties (and the −inf of repeats) keep the order of drawing
         top = ranked.argsort(dim=1, descending=True, stable=True)[:, :k]
@@ -157,14 +161,14 @@ def _repeats(x: Tensor, groups: int) -> Tensor:
 @register
 @dataclasses.dataclass
 class BeamSearch(_Search):
-    """A global beam of ``width`` states (default: the number of samples), K children each per step."""
+    """A global beam of ``width`` states (default: the number of samples), M children each per step."""
 
     name = "beam"
     schedule: str = "constant"
     width_ratio: float = 4.0
 
-    def __post_init__(self):
-        super().__post_init__()
+    def __post_init__(self, K=None):
+        super().__post_init__(K)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if not isinstance(self.width_ratio, (int, float)) or isinstance(self.width_ratio, bool) \
@@ -186,7 +190,7 @@ class BeamSearch(_Search):
 @register
 @dataclasses.dataclass
 class BranchSelect(_Search):
-    """Branch-and-select: each sample keeps ``width`` active states (default 4), K children each per step, and
+    """Branch-and-select: each sample keeps ``width`` active states (default 4), M children each per step, and
     returns its best leaf."""
 
     name = "branch-select"

@@ -3,7 +3,7 @@
 Each sample grows its own tree from one draw of the prior. An iteration, in every tree at once: walk down from the
 root, at each node taking the child with the best upper confidence bound Q + c · sqrt(log n_parent / n_child) (Q
 min-max normalised within the tree), until a node that may still draw a child (progressive widening: fewer than
-min(K, ceil(visits ** widening)) draws so far, so that a tree goes deep before it goes wide) --
+min(M, ceil(visits ** widening)) draws so far, so that a tree goes deep before it goes wide) --
 then draw one child from the PRE-TRAINED transition, value it (posterior mean, a value net, the reward at the clean
 level), and back up: every ancestor's Q becomes the soft Bellman value of its children,
 alpha · log Σ_c (draws_c / draws) exp(Q_c / alpha) (the max at alpha = 0). A child equal to one drawn before (discrete
@@ -24,7 +24,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..values import as_value
-from .base import Method, State, advance, check_alpha, check_positive_int, register, require_stochastic, start
+from .base import Method, State, advance, check_alpha, check_positive_int, register, require_stochastic, start, \
+    take_renamed
 
 Tensor = torch.Tensor
 
@@ -37,7 +38,7 @@ class _Tree:
         self.parent, self.children = [-1], [[]]
         self.draws, self.visits, self.q = [0], [0], [0.0]
         self.child_draws: list[dict[int, int]] = [{}]
-        self.closed = [False]  # nothing left to draw below: a clean leaf, or K draws made and every child closed
+        self.closed = [False]  # nothing left to draw below: a clean leaf, or M draws made and every child closed
         self.best_leaf, self.best_reward = -1, -math.inf
         self.deepest = 0
         self.lo, self.hi = math.inf, -math.inf
@@ -65,15 +66,19 @@ class _Tree:
 class TreeSearch(Method):
     name = "tree"
     keeps_history: ClassVar[bool] = False
-    K: int = 8  # most draws per node
+    renamed: ClassVar[dict[str, str]] = {"K": "M"}  # old option names, accepted for one release
+    M: int = 8  # candidates per state: the most draws per node
     alpha: float = 0.0  # soft backup temperature (0: max)
     c: float = 1.0  # exploration constant
     widening: float = 0.5  # progressive widening: a node visited n times may have drawn ceil(n ** widening) children
     iterations: int | None = None  # per tree; None: until the budget is spent (a budget is then required)
     value: Any = None
+    K: dataclasses.InitVar[int | None] = None  # the old name of M
 
-    def __post_init__(self):
-        check_positive_int("K", self.K)
+    def __post_init__(self, K=None):
+        if K is not None:
+            take_renamed(self, "K", K)
+        check_positive_int("M", self.M)
         check_alpha(self.alpha)
         if isinstance(self.c, bool) or not isinstance(self.c, (int, float)) or not 0 <= self.c < float("inf"):
             raise ValueError(f"c must be a finite number >= 0, got {self.c!r}")
@@ -123,7 +128,7 @@ class TreeSearch(Method):
         k = 0
         while True:
             kids = [c for c in tr.children[k] if not tr.closed[c]]
-            if tr.draws[k] < self.K and (not kids or tr.draws[k] < math.ceil(tr.visits[k] ** self.widening)):
+            if tr.draws[k] < self.M and (not kids or tr.draws[k] < math.ceil(tr.visits[k] ** self.widening)):
                 return k
             span = tr.hi - tr.lo if tr.hi > tr.lo else 1.0
             log_n = math.log(max(tr.visits[k], 1))
@@ -174,11 +179,11 @@ class TreeSearch(Method):
         if math.isfinite(tr.q[k]):
             tr.lo, tr.hi = min(tr.lo, tr.q[k]), max(tr.hi, tr.q[k])
         tr.visits[k] += 1
-        tr.closed[k] = tr.level[k] >= t or (tr.draws[k] >= self.K and all(tr.closed[c] for c in tr.children[k]))
+        tr.closed[k] = tr.level[k] >= t or (tr.draws[k] >= self.M and all(tr.closed[c] for c in tr.children[k]))
         k = tr.parent[k]
         while k >= 0:
             tr.visits[k] += 1
-            tr.closed[k] = tr.draws[k] >= self.K and all(tr.closed[c] for c in tr.children[k])
+            tr.closed[k] = tr.draws[k] >= self.M and all(tr.closed[c] for c in tr.children[k])
             counts = tr.child_draws[k]
             qs = [tr.q[c] for c in counts]
             if self.alpha == 0:
