@@ -222,3 +222,25 @@ def test_no_import_cycles_and_no_private_names_across_modules():
             visit(v, [v])
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
     assert "svdd.runs" in graph["svdd.cli"] and "svdd.store" in graph["svdd.runs"]  # the walk sees the imports
+
+
+def test_an_override_means_the_same_on_compare_and_frontier():
+    """--alpha (any override) goes to every method of the study that has the option, on compare and frontier alike."""
+    from svdd.compare import budget_frontier, comparison, frontier
+    settings = RunSettings()
+    studies = [frontier("toy-motif", [1, 2], seed=0, num_samples=4, settings=settings, smc_alpha=1.0, value_net=False,
+                        overrides={"alpha": 0.5}),
+               budget_frontier("toy-motif", [40], ["best-of-n", "svdd-pm", "smc", "tree"], seeds=[0], num_samples=4,
+                               settings=settings, num_steps=24, smc_alpha=1.0, value_net=False,
+                               overrides={"alpha": 0.5})]
+    for study in studies:
+        got = {e["spec"].method: e["spec"].options.get("alpha") for e in study.entries}
+        assert got == {"svdd": 0.5, "smc": 0.5, "best-of-n": None, **({"tree": 0.5} if "tree" in got else {})}, got
+    plain = frontier("toy-motif", [1], seed=0, num_samples=4, settings=settings, smc_alpha=0.7, value_net=False)
+    assert {e["spec"].method: e["spec"].options.get("alpha") for e in plain.entries}["smc"] == 0.7
+    cmp = comparison("toy-motif", {"a": {"method": "svdd", "M": 2, "budget": "reward_calls=20"},
+                                   "b": {"method": "dps", "scale": 1.0, "budget": "reward_calls=20"}},
+                     seeds=[0, 1], num_samples=4, settings=settings)
+    budgets = {e["label"]: e["spec"].settings.budget for e in cmp.entries}
+    assert str(budgets["a"]) != "None" and budgets["b"] is None  # DPS takes no budget: it runs without
+    assert [e["path"] for e in cmp.entries] == ["runs/a-seed0", "runs/a-seed1", "runs/b-seed0", "runs/b-seed1"]

@@ -452,7 +452,7 @@ def cmd_frontier(args) -> int:
     task = _get_task(args)
     bad = sorted(set(_overrides(args)) - {"alpha"})
     if args.budgets and (bad or args.budget or args.reward_budget is not None):
-        raise ValueError("frontier --budgets sets each method's options and budget itself; it takes --alpha (SMC) "
+        raise ValueError("frontier --budgets sets each method's options and budget itself; it takes --alpha "
                          f"but not {bad or '--budget / --reward-budget'}")
     if bad:
         raise ValueError(f"frontier sweeps M over --Ms and takes no other method option; got {bad}")
@@ -460,12 +460,13 @@ def cmd_frontier(args) -> int:
         raise ValueError("frontier sweeps M over --Ms and takes no --budget; use --budgets (every method at each "
                          "budget) or --reward-budget")
     if args.alpha is not None:
-        check_alpha(args.alpha, positive=True)
+        check_alpha(args.alpha, positive=True)  # SMC, which every frontier has, needs alpha > 0
     task_options = _task_options(args, task)
     built = task.make(**task_options)  # its step count and value net decide the plan
-    smc_alpha = args.alpha if args.alpha is not None else task.methods.get("smc", {}).get("alpha", 1.0)
+    smc_alpha = task.methods.get("smc", {}).get("alpha", 1.0)
     common = {"settings": _settings(args), "task_options": task_options, "chunk_size": args.chunk_size,
-              "smc_alpha": smc_alpha, "value_net": built.value_net is not None}
+              "smc_alpha": smc_alpha, "value_net": built.value_net is not None,
+              "overrides": {} if args.alpha is None else {"alpha": args.alpha}}
     if args.budgets:  # every method at the same budgets
         families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(FAMILIES)
         study = budget_frontier(_spec_task(args, task), args.budgets, families, seeds=args.seeds or [0, 1, 2],
@@ -572,7 +573,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_compare)
     f = sub.add_parser("frontier", help="reward versus cost for SVDD and Best-of-N at several M, and SMC",
                        description="Reward versus cost for SVDD and Best-of-N at each M of --Ms, and SMC. Method "
-                       "options rule: --alpha sets SMC's alpha (default: the task's); --M and --set are errors.")
+                       "options rule: as on compare, --alpha sets alpha in every method of the frontier that has it "
+                       "(SVDD's selection temperature, SMC's; default: each method's own, SMC the task's); --M and "
+                       "--set are errors (the frontier sets them).")
     common(f, out_required=False)
     f.add_argument("--resume", metavar="OUT", default=None,
                    help="continue the frontier in OUT: its finished runs are reused, M may be added, other settings "

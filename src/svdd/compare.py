@@ -79,15 +79,27 @@ def comparison(task: Any, methods: dict[str, dict[str, Any]], *, seeds, num_samp
                  {**shared, **(info or {}).get("shared", {})})
 
 
+def with_overrides(name: str, opts: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """``opts`` with the overrides the method ``name`` has (the rule `compare` and `frontier` share: an override goes
+    to every method that has the option and is skipped by the others)."""
+    from .methods import METHODS
+    from .methods.base import option_names
+    have = option_names(METHODS[name])
+    return {**opts, **{k: v for k, v in (overrides or {}).items() if k in have}}
+
+
 def frontier(task: Any, Ms: list[int], *, seed: int, num_samples: int, settings: RunSettings, smc_alpha: float,
-             value_net: bool, task_options: dict[str, Any] | None = None, chunk_size: int | None = None) -> Study:
-    """SVDD-PM, Best-of-N and (when the task ships a value net) SVDD-MC at each M, and SMC: one seed."""
+             value_net: bool, task_options: dict[str, Any] | None = None, chunk_size: int | None = None,
+             overrides: dict[str, Any] | None = None) -> Study:
+    """SVDD-PM, Best-of-N and (when the task ships a value net) SVDD-MC at each M, and SMC: one seed. ``overrides``
+    (e.g. alpha) go to every method that has them."""
     points = [("svdd-pm", M, "svdd", {"M": M}) for M in Ms] + [("best-of-n", M, "best-of-n", {"M": M}) for M in Ms]
     if value_net:
         points += [("svdd-mc", M, "svdd", {"M": M, "value": "task"}) for M in Ms]
     points.append(("smc", 1, "smc", {"alpha": smc_alpha}))
     entries = []
     for family, M, name, opts in points:
+        opts = with_overrides(name, opts, overrides)
         spec = RunSpec(task, name, opts, num_samples, seed, chunk_size or num_samples, dict(task_options or {}),
                        _settings(name, settings, None))
         entries.append({"label": f"{family}-M{M}", "family": family, "M": M, "seed": seed, "spec": spec,
@@ -100,9 +112,9 @@ def frontier(task: Any, Ms: list[int], *, seed: int, num_samples: int, settings:
 def budget_frontier(task: Any, budgets: list[float], families: list[str], *, seeds, num_samples: int,
                     settings: RunSettings, num_steps: int, smc_alpha: float, value_net: bool,
                     kind: str = "reward_calls", task_options: dict[str, Any] | None = None,
-                    chunk_size: int | None = None) -> Study:
+                    chunk_size: int | None = None, overrides: dict[str, Any] | None = None) -> Study:
     """Every family at every budget (``kind`` per sample) over seeds; a family whose spending does not depend on the
-    budget runs once."""
+    budget runs once. ``overrides`` (e.g. alpha) go to every method that has them."""
     bad = sorted(set(families) - set(FAMILIES))
     if bad:
         raise ValueError(f"unknown families {bad}; expected some of {list(FAMILIES)}")
@@ -112,8 +124,8 @@ def budget_frontier(task: Any, budgets: list[float], families: list[str], *, see
     for fam in families:
         for b in budgets if not budget_free(fam, kind) else [None]:
             label = fam if b is None else f"{fam}@{b:g}"
-            methods[label] = budget_plan(fam, b if b is not None else max(budgets), num_steps, kind,
-                                         smc_alpha=smc_alpha)
+            plan = budget_plan(fam, b if b is not None else max(budgets), num_steps, kind, smc_alpha=smc_alpha)
+            methods[label] = with_overrides(plan["method"], plan, overrides)
             extra[label] = {"family": fam, "budget": b}
     return comparison(task, methods, seeds=seeds, num_samples=num_samples, settings=settings,
                       task_options=task_options, chunk_size=chunk_size, mode="budget-frontier", kind="frontier",
