@@ -447,7 +447,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_frontier(args) -> int:
-    from .compare import FAMILIES, budget_frontier, frontier
+    from .compare import budget_families, budget_frontier, frontier
     from .methods.base import check_alpha
     task = _get_task(args)
     bad = sorted(set(_overrides(args)) - {"alpha"})
@@ -468,7 +468,7 @@ def cmd_frontier(args) -> int:
               "smc_alpha": smc_alpha, "value_net": built.value_net is not None,
               "overrides": {} if args.alpha is None else {"alpha": args.alpha}}
     if args.budgets:  # every method at the same budgets
-        families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(FAMILIES)
+        families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else list(budget_families())
         study = budget_frontier(_spec_task(args, task), args.budgets, families, seeds=args.seeds or [0, 1, 2],
                                 num_samples=args.num_samples or 32, num_steps=built.model.num_steps,
                                 kind=args.budget_kind, **common)
@@ -479,6 +479,7 @@ def cmd_frontier(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .compare import budget_families
     from .methods import METHODS
     p = argparse.ArgumentParser(prog="svdd", description="Reward-guided sampling from pre-trained diffusion models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -590,8 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--budget-kind", choices=("reward_calls", "network_calls"), default="reward_calls",
                    help="what --budgets count: reward calls (final scores included) or network rows")
     f.add_argument("--families", default=None,
-                   help="methods at equal budgets, comma-separated (default: all of pretrained, best-of-n, svdd-pm, "
-                        "svdd-r, smc, smc-fk, beam, branch-select, tree, refine, svdd-mc)")
+                   help="methods at equal budgets, comma-separated (default: all of " + ", ".join(budget_families())
+                        + ")")
     f.add_argument("--seeds", type=_int_list("seeds", 0, 2 ** 62), default=None,
                    help="comma-separated seeds of --budgets (default 0,1,2)")
     f.set_defaults(func=cmd_frontier)

@@ -115,9 +115,10 @@ def budget_frontier(task: Any, budgets: list[float], families: list[str], *, see
                     chunk_size: int | None = None, overrides: dict[str, Any] | None = None) -> Study:
     """Every family at every budget (``kind`` per sample) over seeds; a family whose spending does not depend on the
     budget runs once. ``overrides`` (e.g. alpha) go to every method that has them."""
-    bad = sorted(set(families) - set(FAMILIES))
+    known = budget_families()
+    bad = sorted(set(families) - set(known))
     if bad:
-        raise ValueError(f"unknown families {bad}; expected some of {list(FAMILIES)}")
+        raise ValueError(f"unknown families {bad}; expected some of {list(known)}")
     if not value_net:
         families = [f for f in families if f != "svdd-mc"]
     methods, extra = {}, {}
@@ -208,8 +209,21 @@ def reference_entries(out: Path, task, seeds, num_samples: int) -> list[dict[str
 
 # Every method at the same budgets -------------------------------------------------------------------------------------
 
-FAMILIES = ("pretrained", "best-of-n", "svdd-pm", "svdd-r", "smc", "smc-fk", "beam", "branch-select", "tree", "refine",
-            "svdd-mc")
+BUILT_IN = ("pretrained", "best-of-n", "svdd-pm", "svdd-r", "smc", "smc-fk", "beam", "branch-select", "tree", "refine",
+            "svdd-mc")  # families with a plan of their own below (and this order in tables and figures)
+
+
+def budget_families() -> tuple[str, ...]:
+    """Every family of the budget frontier: the built-in ones, then every other registered method that takes a budget
+    and has the options of the generic plan (M candidates, select_every)."""
+    from .methods import METHODS
+    from .methods.base import option_names
+    extra = [m for m, cls in METHODS.items() if m not in BUILT_IN and m != "svdd" and cls.honours_budget
+             and {"M", "select_every"} <= option_names(cls)]
+    return BUILT_IN + tuple(extra)
+
+
+FAMILIES = budget_families()  # at import (a method registered later: call `budget_families()`)
 
 
 KINDS = ("reward_calls", "network_calls")
@@ -262,8 +276,11 @@ def budget_plan(family: str, budget: float, num_steps: int, kind: str = "reward_
         steps = t * (1 + rounds * renoise)
         k = _every(steps, M, b - 1 - rounds) if rew else _every(steps, M - 1, b - steps)
         plan = {"method": "refine", "M": M, "rounds": rounds, "renoise": renoise, "select_every": k}
+    elif family in budget_families():  # a registered method with M candidates and a schedule: spread like SVDD-PM
+        k = _every(t, wide, b - 1) if rew else _every(t, wide - 1, b - t)
+        plan = {"method": family, "M": wide, "select_every": k}
     else:
-        raise ValueError(f"unknown family {family!r}; expected one of {FAMILIES}")
+        raise ValueError(f"unknown family {family!r}; expected one of {budget_families()}")
     return {**plan, "budget": f"{kind}={b:g}"}
 
 

@@ -13,20 +13,15 @@ Tensor = torch.Tensor
 
 __all__ = ["check_model_contract", "METHOD_CASES"]
 
-#: method name -> small non-default options making a valid quick run (a few candidates, a short search); every
-#: registered method needs one (tests/test_registry.py checks it). JSON-plain: they round-trip through `to_dict`.
-METHOD_CASES: dict[str, dict[str, Any]] = {
-    "pretrained": {},
-    "best-of-n": {"M": 3},
-    "svdd": {"M": 3, "alpha": 0.5, "select_every": 2},
-    "smc": {"alpha": 0.5, "ess_threshold": 0.7},
-    "svdd-r": {"M": 3, "replace_fraction": 0.25},
-    "dps": {"scale": 0.5},  # needs a differentiable reward
-    "beam": {"M": 3, "schedule": "grow", "width_ratio": 2.0},
-    "branch-select": {"M": 2, "width": 2},
-    "tree": {"M": 3, "iterations": 4, "c": 0.5},
-    "refine": {"M": 3, "rounds": 1, "renoise": 0.25, "select_every": 2},  # needs the model's renoise
-}
+def _method_cases() -> dict[str, dict[str, Any]]:
+    from .methods import METHODS
+    return {name: dict(cls.test_options) for name, cls in METHODS.items() if cls.test_options is not None}
+
+
+#: method name -> its ``test_options``: small non-default options making a valid quick run, declared by each method
+#: class; every registered method needs them (tests/test_registry.py checks it). JSON-plain: they round-trip through
+#: `to_dict`.
+METHOD_CASES: dict[str, dict[str, Any]] = _method_cases()
 
 
 class _Checker:

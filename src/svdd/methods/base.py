@@ -70,6 +70,9 @@ class Method:
     name: ClassVar[str] = "method"
     keeps_history: ClassVar[bool] = True  # whether ``return_x0`` can follow the population (search methods: no)
     honours_budget: ClassVar[bool] = True  # whether the method respects a reward-call budget (`svdd.sample`)
+    # small non-default options making a valid quick run (a few candidates, a short search): the every-method tests
+    # run each registered method with them (`svdd.testing.METHOD_CASES`); a method without them fails a test
+    test_options: ClassVar[dict[str, Any] | None] = None
 
     def init(self, engine, n: int) -> State:
         raise NotImplementedError(f"method {self.name!r} does not implement init(engine, n)")

@@ -164,6 +164,7 @@ class BeamSearch(_Search):
     """A global beam of ``width`` states (default: the number of samples), M children each per step."""
 
     name = "beam"
+    test_options = {"M": 3, "schedule": "grow", "width_ratio": 2.0}
     schedule: str = "constant"
     width_ratio: float = 4.0
 
@@ -194,6 +195,7 @@ class BranchSelect(_Search):
     returns its best leaf."""
 
     name = "branch-select"
+    test_options = {"M": 2, "width": 2}
     per_sample = True
 
     def group_width(self, engine, level):

@@ -14,6 +14,7 @@ from .pretrained import Pretrained
 @dataclasses.dataclass
 class BestOfN(Pretrained):
     name = "best-of-n"
+    test_options = {"M": 3}
     M: int = 10
 
     def __post_init__(self):

@@ -23,6 +23,7 @@ from .pretrained import Pretrained
 @dataclasses.dataclass
 class DPS(Pretrained):
     name = "dps"
+    test_options = {"scale": 0.5}  # needs a differentiable reward
     honours_budget = False  # every step calls the reward (or value net) for its gradient
     scale: float = 1.0
     target: str = "reward"  # 'reward' (gradient of r at x̂0) or 'value' (gradient of a value net at x_i)

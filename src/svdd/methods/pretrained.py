@@ -11,6 +11,7 @@ from .base import Method, State, StepInfo, advance, register, start
 @dataclasses.dataclass
 class Pretrained(Method):
     name = "pretrained"
+    test_options = {}
 
     def init(self, engine, n):
         return start(engine, n)

@@ -27,6 +27,7 @@ Tensor = torch.Tensor
 @dataclasses.dataclass
 class Refine(Method):
     name = "refine"
+    test_options = {"M": 3, "rounds": 1, "renoise": 0.25, "select_every": 2}  # needs the model's renoise
     keeps_history: ClassVar[bool] = False
     rounds: int = 3
     renoise: float = 0.25  # fraction of the steps each round goes back

@@ -38,6 +38,7 @@ class SMC(ParticleMethod):
     ``final_resample=False``: then the samples carry ``diagnostics.final_weights``)."""
 
     name = "smc"
+    test_options = {"alpha": 0.5, "ess_threshold": 0.7}
     alpha: float = 1.0
     ess_threshold: float = 0.5
     resampler: str = "systematic"

@@ -29,6 +29,7 @@ from .base import Method, State, StepInfo, advance, affordable, check_alpha, che
 @dataclasses.dataclass
 class SVDD(Method):
     name = "svdd"
+    test_options = {"M": 3, "alpha": 0.5, "select_every": 2}
     M: int = 10
     alpha: float = 0.0
     value: Any = None  # ValueEstimator or value net; default: posterior mean (SVDD-PM)

@@ -18,6 +18,7 @@ from .svdd import SVDD
 @dataclasses.dataclass
 class SVDDR(ParticleMethod):
     name = "svdd-r"
+    test_options = {"M": 3, "replace_fraction": 0.25}
     weighted = False
     M: int = 10
     alpha: float = 0.0

@@ -65,6 +65,7 @@ class _Tree:
 @dataclasses.dataclass
 class TreeSearch(Method):
     name = "tree"
+    test_options = {"M": 3, "iterations": 4, "c": 0.5}
     keeps_history: ClassVar[bool] = False
     renamed: ClassVar[dict[str, str]] = {"K": "M"}  # old option names, accepted for one release
     M: int = 8  # candidates per state: the most draws per node
