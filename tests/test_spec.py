@@ -244,3 +244,15 @@ def test_an_override_means_the_same_on_compare_and_frontier():
     budgets = {e["label"]: e["spec"].settings.budget for e in cmp.entries}
     assert str(budgets["a"]) != "None" and budgets["b"] is None  # DPS takes no budget: it runs without
     assert [e["path"] for e in cmp.entries] == ["runs/a-seed0", "runs/a-seed1", "runs/b-seed0", "runs/b-seed1"]
+
+
+def test_an_old_study_folder_holding_only_its_tables_is_started_again(tmp_path):
+    """Committed results keep the manifest and tables of the old format but none of its .pt runs: a resume into such
+    a folder (`make results-*`) runs the study there; nothing of the old one could be reused."""
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"format": 1, "kind": "compare", "config": {}}))
+    (out / "table.md").write_text("old table")
+    assert main(["compare", "--task", "toy-motif", "--methods", "pretrained", "--num-samples", "4", "--seeds", "0",
+                 "--quiet", "--resume", str(out)]) == 0
+    assert json.loads((out / "manifest.json").read_text())["format"] == 2 and "| pretrained |" in (out / "table.md").read_text()

@@ -178,9 +178,17 @@ def run_study(out: str | Path, study: Study, *, backend: Backend | None = None, 
 
 
 def _previous(out: Path) -> dict[str, Any] | None:
-    """The manifest of the study already in ``out`` (None: none yet); a folder of an older svdd (its runs as .pt
-    files) is an error saying how to go on."""
-    return read_manifest(out, STUDY_FORMAT, older="its runs are .pt files, ")
+    """The manifest of the study already in ``out`` (None: none yet). A folder of an older svdd whose runs are there
+    as .pt files is an error saying how to go on; one whose manifest and tables are all it holds (e.g. committed
+    results) is a record only: the study starts in it."""
+    if list(out.glob("runs/*.pt")) or not (out / MANIFEST).exists():
+        return read_manifest(out, STUDY_FORMAT, older="its runs are .pt files, ")
+    try:
+        return read_manifest(out, STUDY_FORMAT)
+    except ValueError:
+        if json.loads((out / MANIFEST).read_text()).get("format") == 1:  # nothing of it can be reused
+            return None
+        raise
 
 
 def reference_entries(out: Path, task, seeds, num_samples: int) -> list[dict[str, Any]]:
