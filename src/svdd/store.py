@@ -161,7 +161,7 @@ class RunFolder:
             if old.get("chunks") != chunks:  # the chunk plan is derived from the run's spec, never read from the folder
                 raise ValueError(f"{manifest_path}: its chunk table differs from the plan of its own run (samples, "
                                  "chunk size, seed); the folder was edited: start again with --overwrite")
-            run = cls(path, {**old, "chunks": chunks})
+            run = cls(path, {**old, "chunks": chunks, "command": command})  # the resume hint: this call's, not the folder's
             run.chunks_dir.mkdir(parents=True, exist_ok=True)
             return run
         if entries(path):
