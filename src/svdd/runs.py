@@ -174,10 +174,9 @@ def rerun(path: str | Path, out: str | Path, *, task: Any = None, backend: Backe
     same = None
     if old.exists():
         stored = torch.load(old, weights_only=True)
-        same = bool(torch.equal(stored["samples"], res.samples)) and \
-            bool(torch.equal(stored["rewards"].double(), res.rewards.double()) or
-                 torch.equal(torch.isnan(stored["rewards"]), torch.isnan(res.rewards)) and
-                 torch.equal(stored["rewards"].nan_to_num(), res.rewards.nan_to_num()))
+        a, b = stored["rewards"].double(), res.rewards.double()  # NaN where a reward failed: equal as NaN
+        same = torch.equal(stored["samples"], res.samples) and torch.equal(a.isnan(), b.isnan()) \
+            and torch.equal(a.nan_to_num(), b.nan_to_num())
     res.config["rerun"] = {"from": str(path), "same_samples": same}
     return res
 
