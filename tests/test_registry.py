@@ -114,3 +114,12 @@ def test_every_method_that_takes_a_budget_has_a_family_in_the_budget_frontier():
     planned = {budget_plan(f, 400, 20, kind)["method"] for f in budget_families() for kind in ("reward_calls", "network_calls")}
     missing = sorted(m for m, cls in METHODS.items() if cls.honours_budget and m not in planned)
     assert not missing, f"method(s) {missing} have no family in svdd.compare.FAMILIES / budget_plan"
+
+
+def test_the_readme_names_every_registered_method_and_alias():
+    from pathlib import Path
+
+    from svdd.methods.base import ALIASES
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [m for m in [*METHODS, *ALIASES] if f"`{m}`" not in text]
+    assert not missing, f"the README does not name {missing}"

@@ -36,7 +36,7 @@ def test_spec_round_trips_through_json_and_its_key_is_its_content():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(method="svdd-pm"), r"unknown method 'svdd-pm'; expected one of \["),
+    (dict(method="svdd-xl"), r"unknown method 'svdd-xl'; expected one of \["),
     (dict(options={"N": 3}), r"method 'svdd' has no option\(s\) \['N'\]"),
     (dict(num_samples=0), r"num_samples must be an int >= 1, got 0"),
     (dict(seed=-1), r"seed must be an int >= 0"),
@@ -256,3 +256,20 @@ def test_an_old_study_folder_holding_only_its_tables_is_started_again(tmp_path):
     assert main(["compare", "--task", "toy-motif", "--methods", "pretrained", "--num-samples", "4", "--seeds", "0",
                  "--quiet", "--resume", str(out)]) == 0
     assert json.loads((out / "manifest.json").read_text())["format"] == 2 and "| pretrained |" in (out / "table.md").read_text()
+
+
+def test_the_table_labels_svdd_pm_and_svdd_mc_are_method_names(tmp_path):
+    """The aliases the tables use run as methods: svdd-pm is svdd, svdd-mc is svdd with the task's value net."""
+    import svdd
+    from svdd.methods import get_method
+    assert get_method("svdd-pm", M=4) == get_method("svdd", M=4)
+    pm = svdd.sample_run(tmp_path / "pm", "toy-motif", "svdd-pm", num_samples=8, options={"M": 3}, progress=False)
+    plain = svdd.sample_run(tmp_path / "svdd", "toy-motif", "svdd", num_samples=8, options={"M": 3}, progress=False)
+    assert torch.equal(pm.samples, plain.samples)
+    mc = svdd.sample_run(tmp_path / "mc", "dna-enhancer", "svdd-mc", num_samples=2, options={"M": 2},
+                         task_options={"num_steps": 4}, progress=False)
+    assert mc.config["method"]["value"]["type"] == "learned" and mc.cost.value_evals > 0
+    assert RunSpec.from_dict(json.loads((tmp_path / "mc" / "run.json").read_text())["spec"]).method == "svdd-mc"
+    spec = TASKS["toy-motif"].make()
+    with pytest.raises(ValueError, match="value='task' \\(e.g. method 'svdd-mc'\\) names a task's value net"):
+        svdd.sample(spec.model, spec.reward, "svdd-mc")

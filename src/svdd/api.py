@@ -10,6 +10,7 @@ from typing import Any
 from .budget import as_budget
 from .engine import Engine
 from .methods import METHODS, Method, drive, get_method
+from .methods.base import ALIASES
 from .models.base import check_model
 from .result import SampleResult
 from .rewards import as_reward
@@ -121,7 +122,8 @@ def sample(model: Any, reward: Any, method: str | Method = "svdd", *, num_sample
                         config=config, x0_estimates=None if x0s is None else _plain(x0s), log_z=log_z)
 
 
-sample.__doc__ = sample.__doc__.replace("{methods}", ", ".join(repr(m) for m in METHODS))  # the registry's names
+sample.__doc__ = sample.__doc__.replace("{methods}", ", ".join(repr(m) for m in METHODS)  # the registry's names
+                                        + "; aliases " + ", ".join(repr(a) for a in ALIASES))
 
 
 def _plain(t):

@@ -169,9 +169,8 @@ def _overrides(args) -> dict:
 
 
 def _fields(method: str) -> set[str]:
-    from .methods import METHODS
-    from .methods.base import option_names
-    return option_names(METHODS[method])
+    from .methods.base import method_class, option_names
+    return option_names(method_class(method))
 
 
 def _apply_overrides(methods: dict[str, dict], overrides: dict) -> dict[str, dict]:
@@ -329,11 +328,12 @@ def _resume_command(args, path: Path) -> str:
 def cmd_compare(args) -> int:
     from .compare import comparison
     from .methods import METHODS
+    from .methods.base import ALIASES
     task = _get_task(args)
     methods = dict(task.methods)
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-        bad = [m for m in wanted if m not in methods and m not in METHODS]
+        bad = [m for m in wanted if m not in methods and m not in METHODS and m not in ALIASES]
         if bad or not wanted:
             raise ValueError(f"unknown method(s) {bad or args.methods!r}; task methods: {list(methods)}; "
                              f"all: {sorted(METHODS)}")
@@ -481,6 +481,7 @@ def cmd_frontier(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .compare import budget_families
     from .methods import METHODS
+    from .methods.base import ALIASES
     p = argparse.ArgumentParser(prog="svdd", description="Reward-guided sampling from pre-trained diffusion models.")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("tasks", help="list registered tasks").set_defaults(func=cmd_tasks)
@@ -545,7 +546,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "Method options rule: --M, --alpha and --set are options of --method; one it does not have "
                        "is an error naming it.")
     common(s, out_required=False)
-    s.add_argument("--method", default="svdd", help="one of: " + ", ".join(METHODS))
+    s.add_argument("--method", default="svdd", help="one of: " + ", ".join(METHODS) + "; or an alias: "
+                   + ", ".join(f"{a} (= {n}" + "".join(f", {k}={v!r}" for k, v in o.items()) + ")"
+                               for a, (n, o) in ALIASES.items()))
     s.add_argument("--init-samples", default=None, metavar="FILE",
                    help="--method refine: start from these samples instead of noise (the task's format: FASTA for "
                         "sequence tasks, one SMILES per line for molecules); one refined sample per given one")

@@ -51,8 +51,8 @@ def method_entry(entry: dict[str, Any]) -> tuple[str, dict[str, Any], Any]:
 def _settings(name: str, settings: RunSettings, budget: Any) -> RunSettings:
     """A run's settings: a method that takes no budget (its every step calls the reward or value net for a gradient,
     e.g. DPS) runs unbudgeted; its calls are reported as they are."""
-    from .methods import METHODS
-    if not METHODS[name].honours_budget:
+    from .methods.base import method_class
+    if not method_class(name).honours_budget:
         return dataclasses.replace(settings, budget=None, reward_budget=None)
     return dataclasses.replace(settings, budget=budget) if budget is not None else settings
 
@@ -82,9 +82,8 @@ def comparison(task: Any, methods: dict[str, dict[str, Any]], *, seeds, num_samp
 def with_overrides(name: str, opts: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
     """``opts`` with the overrides the method ``name`` has (the rule `compare` and `frontier` share: an override goes
     to every method that has the option and is skipped by the others)."""
-    from .methods import METHODS
-    from .methods.base import option_names
-    have = option_names(METHODS[name])
+    from .methods.base import method_class, option_names
+    have = option_names(method_class(name))
     return {**opts, **{k: v for k, v in (overrides or {}).items() if k in have}}
 
 

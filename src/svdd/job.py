@@ -67,7 +67,8 @@ class ChunkJob:
 
     def options_for(self, start: int | None = None, stop: int | None = None) -> dict[str, Any]:
         """The method options with the task's value net and a warm start's rows [start, stop) filled in."""
-        opts = self.task.resolve(dict(self.spec.options))
+        from .methods.base import resolve_alias
+        opts = self.task.resolve(resolve_alias(self.spec.method, dict(self.spec.options))[1])
         rows = self.start_rows()
         if rows is not None:
             opts["init_samples"] = rows[start:stop]

@@ -140,11 +140,10 @@ class RunSpec:
     evaluate: bool = False
 
     def __post_init__(self):
-        from .methods import METHODS
-        from .methods.base import option_names
-        if not isinstance(self.method, str) or self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; expected one of {sorted(METHODS)}")
-        fields = option_names(METHODS[self.method])
+        from .methods.base import method_class, option_names
+        if not isinstance(self.method, str):
+            raise ValueError(f"method must be a registered name, got {type(self.method).__name__}")
+        fields = option_names(method_class(self.method))
         bad = sorted(set(self.options) - fields)
         if bad:
             raise ValueError(f"method {self.method!r} has no option(s) {bad}; its options: {sorted(fields)}")

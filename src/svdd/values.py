@@ -163,4 +163,7 @@ def as_value(obj: Any) -> ValueEstimator:
         return obj
     if isinstance(obj, torch.nn.Module):
         return LearnedValue(obj)
+    if obj == "task":
+        raise ValueError("value='task' (e.g. method 'svdd-mc') names a task's value net: run it on a task (svdd sample "
+                         "--task, svdd.sample_run) or pass the value net itself")
     raise ValueError(f"value must be a ValueEstimator, a torch.nn.Module value net, or 'pm'; got {type(obj).__name__}")

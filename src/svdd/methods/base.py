@@ -202,12 +202,28 @@ def _tuple_typed(cls, name: str) -> bool:
     return any(a is tuple or typing.get_origin(a) is tuple for a in args)
 
 
+ALIASES: dict[str, tuple[str, dict[str, Any]]] = {}  # alias -> (registered method, the options it fixes)
+
+
+def register_alias(alias: str, name: str, options: dict[str, Any]) -> None:
+    """A name for a method with some options fixed (``svdd-mc``: ``svdd`` with ``value="task"``), usable wherever a
+    method name is: the labels of the tables are names the registry knows."""
+    ALIASES[alias] = (name, dict(options))
+
+
+def resolve_alias(name: str, options: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """(registered method, options) of a method name or alias; given options win over the alias's."""
+    base, fixed = ALIASES.get(name, (name, {})) if isinstance(name, str) else (name, {})
+    return base, {**fixed, **(options or {})}
+
+
 def method_class(name: str) -> type[Method]:
-    """The registered method class called ``name``."""
+    """The registered method class called ``name`` (or the class an alias names)."""
     try:
-        return METHODS[name]
+        return METHODS[resolve_alias(name)[0]]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)}") from None
+        raise ValueError(f"unknown method {name!r}; expected one of {sorted(METHODS)} or an alias "
+                         f"{sorted(ALIASES)}") from None
 
 
 def option_names(cls: type[Method]) -> set[str]:
@@ -229,8 +245,9 @@ def take_renamed(method: Method, old: str, value: Any) -> None:
 
 
 def get_method(name: str, **kwargs) -> Method:
-    """Build a method config by name, e.g. ``get_method('svdd', M=10, alpha=0.0)``."""
+    """Build a method config by name or alias, e.g. ``get_method('svdd', M=10, alpha=0.0)``."""
     cls = method_class(name)
+    name, kwargs = resolve_alias(name, kwargs)
     names = option_names(cls)
     bad = sorted(set(kwargs) - names)
     if bad:

@@ -22,6 +22,7 @@ import torch
 from ..resampling import select
 from ..values import CLEAN_REWARD, as_value
 from .base import Method, State, StepInfo, advance, affordable, check_alpha, check_positive_int, check_schedule, deterministic, \
+    register_alias, \
     failed, register, require_stochastic, selects, start
 
 
@@ -75,6 +76,10 @@ class SVDD(Method):
         keep = torch.arange(values.shape[0], device=values.device) * m + pick
         pred = None if last else (cand_pred[keep] if cand_pred is not None else engine.predict(cands[keep], i + 1))
         return cands[keep], pred, values.flatten()[keep], failed(values)  # 3. the kept candidate
+
+
+register_alias("svdd-pm", "svdd", {})  # the posterior-mean value (the default), by the name the tables use
+register_alias("svdd-mc", "svdd", {"value": "task"})  # the task's learned value net
 
 
 def gather(n: int, parts) -> list:
