@@ -370,7 +370,7 @@ def _run_study(args, study) -> int:
         args._run = run
 
     got = run_study(out, study, backend=backend, progress=_progress(args), command=_resume_command(args, out),
-                    on_open=opened)
+                    on_open=opened, tasks=tasks)
     if got is None:  # a torchrun rank other than 0: rank 0 reports
         return 0
     table, written = got
@@ -406,7 +406,6 @@ def cmd_rerun(args) -> int:
     from .runs import rerun
     if not args.out:
         raise ValueError("rerun writes a new run: give --out NEW (and --overwrite to replace a run there)")
-    args.resume = None
     out = _run_dir(args)
     res = rerun(args.folder, out, progress=_progress(args), overwrite=args.overwrite, backend=_backend(args))
     same = res.config["rerun"]["same_samples"]

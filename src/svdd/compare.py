@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .distributed import Backend
-from .io import atomic_write, describe_diff
+from .io import atomic_write, describe_diff, plain_options
 from .report import STUDY_FORMAT, Hooks, report
 from .spec import RunSettings, RunSpec
 from .store import MANIFEST, RunFolder, plan, read_manifest
@@ -71,7 +71,7 @@ def comparison(task: Any, methods: dict[str, dict[str, Any]], *, seeds, num_samp
             spec = RunSpec(task, name, opts, num_samples, seed, chunk_size or num_samples, dict(task_options or {}),
                            _settings(name, settings, budget), evaluate=True)
             entries.append({"label": label, "seed": seed, "spec": spec, "path": f"runs/{label}-seed{seed}",
-                            "options": {"method": name, **_json(opts)}, **(extra or {}).get(label, {})})
+                            "options": {"method": name, **plain_options(opts)}, **(extra or {}).get(label, {})})
     shared = {"num_samples": num_samples, "chunk_size": chunk_size, "settings": settings.to_dict()}
     if mode == "budget-frontier":
         shared["seeds"] = list(seeds)
@@ -133,13 +133,9 @@ def budget_frontier(task: Any, budgets: list[float], families: list[str], *, see
                                          "settings": settings.to_dict(), "shared": {"budget_kind": kind}})
 
 
-def _json(opts: dict[str, Any]) -> dict[str, Any]:
-    from .io import plain_options
-    return plain_options(opts)
-
-
 def run_study(out: str | Path, study: Study, *, backend: Backend | None = None, progress: bool | None = None,
-              command: str | None = None, hooks: Hooks | None = None, on_open=None) -> tuple[str, list[str]] | None:
+              command: str | None = None, hooks: Hooks | None = None, on_open=None,
+              tasks: dict[str, Any] | None = None) -> tuple[str, list[str]] | None:
     """Run every run of ``study`` into ``out/runs`` (finished runs are kept: an interrupted study resumes), the
     reference rows of a task with real data, then the report. Returns (table, files written), or None on a
     torchrun rank other than 0."""
@@ -148,7 +144,8 @@ def run_study(out: str | Path, study: Study, *, backend: Backend | None = None, 
     from .runs import execute
     out = Path(out)
     first = study.entries[0]["spec"]
-    task = ChunkJob(first).task  # built once more here: what the report's header names
+    tasks = {} if tasks is None else tasks  # built once, for the header and every run (`ChunkJob.tasks`)
+    task = ChunkJob(first, tasks=tasks).task
     world = torchrun_world()
     leader = world is None or world[0] == 0
     if leader:
@@ -169,7 +166,8 @@ def run_study(out: str | Path, study: Study, *, backend: Backend | None = None, 
         out.mkdir(parents=True, exist_ok=True)
         atomic_write(out / MANIFEST, json.dumps(manifest, indent=2).encode())
     runs = [(e["spec"], out / e["path"]) for e in study.entries if e.get("reference") is None]
-    done = execute(runs, backend=backend, resume=True, progress=progress, command=command, on_open=on_open)
+    done = execute(runs, backend=backend, resume=True, progress=progress, command=command, on_open=on_open,
+                   tasks=tasks)
     if done is None:
         return None
     hooks = hooks or Hooks(task.write_samples, task.figure)

@@ -25,11 +25,12 @@ from .store import MANIFEST, RunFolder, lock_folder, plan, unlock_folder
 
 def execute(runs: list[tuple[RunSpec, str | Path]], *, backend: Backend | None = None, resume: bool = False,
             overwrite: bool = False, progress: bool | None = None, command: str | None = None,
-            on_open: Callable[[RunFolder], Any] | None = None) -> list | None:
+            on_open: Callable[[RunFolder], Any] | None = None, tasks: dict[str, Any] | None = None) -> list | None:
     """Run every (spec, folder) pair: open each folder (``resume``: continue the run there, its config must be the
     same; ``overwrite``: replace it; neither: the folder must be empty or absent), run all unfinished chunks on
     ``backend`` (default: this process; under torchrun, this rank's share), merge. Returns the merged
-    `SampleResult` of each run in order, or None on a torchrun rank other than 0. The folders are locked meanwhile."""
+    `SampleResult` of each run in order, or None on a torchrun rank other than 0. The folders are locked meanwhile.
+    ``tasks``: tasks the caller built already (`svdd.job.ChunkJob.tasks`), reused instead of built again."""
     import sys
     backend = backend or Backend()
     if progress is None:
@@ -38,7 +39,7 @@ def execute(runs: list[tuple[RunSpec, str | Path]], *, backend: Backend | None =
     if world is not None and backend.kind == "ray":
         raise ValueError("the Ray backend under torchrun: use one of them")
     jobs, configs = [], []
-    tasks: dict[str, Any] = {}  # built once for every run that shares them
+    tasks = {} if tasks is None else tasks  # built tasks (`ChunkJob.tasks`): once for every run that shares them
     for spec, _ in runs:
         asked = spec.task_options.get("device")
         if backend.kind == "ray" and str(asked).startswith("cuda") and not backend.gpus_per_worker:
